@@ -1,0 +1,102 @@
+//! The admin listener: `/healthz` (liveness), `/readyz` (readiness), `/metrics`
+//! (Prometheus text), `/config` (effective config, secrets redacted), `POST /reload`.
+//! POST endpoints require `admin.token` as a bearer token when one is set.
+
+use std::convert::Infallible;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+
+use http::{header, HeaderValue, Method, Request, Response, StatusCode};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::app::App;
+use crate::body::{full, Body};
+use crate::error::ProxyError;
+
+/// Serves the admin endpoints until `shutdown` flips.
+pub async fn serve(listener: TcpListener, app: Arc<App>, mut shutdown: watch::Receiver<bool>) {
+    let builder = auto::Builder::new(TokioExecutor::new());
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let Ok((stream, _)) = accepted else { continue };
+                let app = app.clone();
+                let svc = service_fn(move |req| {
+                    let app = app.clone();
+                    async move { Ok::<_, Infallible>(handle(&app, req)) }
+                });
+                let conn = builder.serve_connection(TokioIo::new(stream), svc).into_owned();
+                tokio::spawn(async move { let _ = conn.await; });
+            }
+            _ = shutdown.changed() => break,
+        }
+    }
+}
+
+fn text(status: StatusCode, content_type: &'static str, body: String) -> Response<Body> {
+    let mut r = Response::new(full(body));
+    *r.status_mut() = status;
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}
+
+fn authorized(app: &App, req: &Request<Incoming>) -> bool {
+    let snap = app.snapshot.load();
+    let Some(token) = &snap.config.admin.token else { return true };
+    let given = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
+    match given {
+        Some(g) => constant_time_eq(g.as_bytes(), token.expose().as_bytes()),
+        None => false,
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn handle(app: &App, req: Request<Incoming>) -> Response<Body> {
+    match (req.method(), req.uri().path()) {
+        (&Method::GET, "/healthz") => text(StatusCode::OK, "text/plain", "ok\n".into()),
+        (&Method::GET, "/readyz") => {
+            let snap = app.snapshot.load();
+            let down = app.shutting_down.load(Relaxed);
+            let routes: serde_json::Map<String, serde_json::Value> = snap
+                .routes
+                .iter()
+                .map(|r| (r.name.to_string(), serde_json::json!({ "origin": &*r.origin.name, "ready": !down })))
+                .collect();
+            let body = serde_json::json!({ "ready": !down, "shutting_down": down, "routes": routes });
+            let status = if down { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::OK };
+            text(status, "application/json", body.to_string())
+        }
+        (&Method::GET, "/metrics") => text(StatusCode::OK, "text/plain; version=0.0.4", app.metrics.render()),
+        (&Method::GET, "/config") => {
+            let snap = app.snapshot.load();
+            let body = serde_json::to_string_pretty(&snap.config.raw).unwrap_or_else(|_| "{}".into());
+            text(StatusCode::OK, "application/json", body)
+        }
+        (&Method::POST, "/reload") => {
+            if !authorized(app, &req) {
+                return ProxyError::Unauthorized.into_response("", false);
+            }
+            match app.reload() {
+                Ok(()) => text(StatusCode::OK, "application/json", r#"{"reloaded":true}"#.into()),
+                Err(e) => {
+                    let problems: Vec<String> = e.0.iter().map(ToString::to_string).collect();
+                    let body = serde_json::json!({ "reloaded": false, "problems": problems });
+                    text(StatusCode::UNPROCESSABLE_ENTITY, "application/json", body.to_string())
+                }
+            }
+        }
+        (_, p) => ProxyError::RouteNotFound(format!("admin endpoint {p}")).into_response("", false),
+    }
+}

@@ -1,0 +1,220 @@
+//! The request path, as a straight list of phases, each returning early with a
+//! `ProxyError`:
+//!
+//! 1. context: request id (echoed or made), start time
+//! 2. limits: request head size (431)
+//! 3. route: longest prefix (+host) in the current snapshot (404), path sanity (400)
+//! 4. forward: the route's origin pool picks a url and sends (502/504)
+//! 5. respond: clean the head, add `Via`/`x-request-id`
+//! 6. observe: the body is wrapped so that the access log and metrics are written when
+//!    it ends, and so that an origin that stalls mid-body aborts the response
+//!
+//! Later capabilities slot in as phases here (auth, rate limits and policy before
+//! routing; manifest transformation in `respond`), never by reaching back.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::Instant;
+
+use arc_swap::ArcSwap;
+use http::header::HeaderName;
+use http::{HeaderValue, Method, Request, Response};
+use hyper::body::Incoming;
+
+use crate::body::Body;
+use crate::config::{ConfigSource, ConfigErrors};
+use crate::error::{ErrorCode, ProxyError};
+use crate::proxy;
+use crate::routing::request_host;
+use crate::snapshot::Snapshot;
+use crate::telemetry::access_log::{ObservedBody, RequestRecord};
+use crate::telemetry::metrics::Metrics;
+
+/// `x-request-id`.
+pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Shared state of a running proxy. Small; cloned as `Arc<App>` into every connection.
+pub struct App {
+    /// The current config snapshot; swapped atomically on reload.
+    pub snapshot: ArcSwap<Snapshot>,
+    /// Process-wide metrics.
+    pub metrics: Arc<Metrics>,
+    /// Where the config came from, for reloads.
+    pub source: ConfigSource,
+    /// Set once shutdown has begun (`/readyz` turns 503).
+    pub shutting_down: AtomicBool,
+    ids: RequestIds,
+}
+
+impl App {
+    /// A new app over a first snapshot.
+    pub fn new(snapshot: Snapshot, metrics: Arc<Metrics>, source: ConfigSource) -> Self {
+        Self { snapshot: ArcSwap::from_pointee(snapshot), metrics, source, shutting_down: AtomicBool::new(false), ids: RequestIds::new() }
+    }
+
+    /// Reloads config from its source; on any problem the old snapshot keeps serving.
+    pub fn reload(&self) -> Result<(), ConfigErrors> {
+        match crate::config::load_and_validate(&self.source) {
+            Ok(cfg) => {
+                let old = self.snapshot.load();
+                if cfg.server.listen != old.config.server.listen || cfg.admin.listen != old.config.admin.listen {
+                    tracing::warn!("listen addresses changed; they take effect only after a restart");
+                }
+                self.snapshot.store(Arc::new(Snapshot::build(cfg, &self.metrics)));
+                self.metrics.reloads_ok.fetch_add(1, Relaxed);
+                tracing::info!("config reloaded");
+                Ok(())
+            }
+            Err(e) => {
+                self.metrics.reloads_failed.fetch_add(1, Relaxed);
+                tracing::error!(problems = %e, "config reload refused; keeping the previous config");
+                Err(e)
+            }
+        }
+    }
+
+    /// Handles one request. Never fails: errors become problem+json responses.
+    pub async fn handle(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+        // 1. context
+        let start = Instant::now();
+        let snapshot = self.snapshot.load_full();
+        let request_id = self.ids.accept_or_make(req.headers().get(&X_REQUEST_ID));
+        let method = req.method().clone();
+        let log = snapshot.config.log.access;
+        let path = if log { req.uri().path().to_owned() } else { String::new() };
+        let head_only = method == Method::HEAD;
+
+        // 2..5, each returning early with a ProxyError
+        let result = self.phases(&snapshot, req, peer, &request_id).await;
+
+        // 6. observe
+        let (mut resp, route, stats, upstream, origin_stats, idle) = match result {
+            Ok(done) => (done.response, done.route, done.stats, Some(done.upstream), Some(done.origin_stats), done.idle),
+            Err((err, route, stats)) => {
+                if err.status().is_server_error() {
+                    tracing::debug!(code = err.code(), error = %err, "request failed");
+                }
+                let id = request_id.to_str().unwrap_or("");
+                let mut r = err.into_response(id, head_only);
+                r.headers_mut().insert(X_REQUEST_ID, request_id.clone());
+                (r, route, stats, None, None, None)
+            }
+        };
+        let record = RequestRecord {
+            start,
+            request_id: request_id.to_str().unwrap_or("").into(),
+            route,
+            stats,
+            method,
+            path,
+            status: resp.status().as_u16(),
+            upstream,
+            code: resp.extensions().get::<ErrorCode>().map(|c| c.0),
+            log,
+            origin_stats,
+        };
+        let (parts, body) = resp.into_parts();
+        let body = http_body_util::BodyExt::boxed_unsync(ObservedBody::new(body, record, idle));
+        resp = Response::from_parts(parts, body);
+        resp
+    }
+
+    async fn phases(
+        &self,
+        snapshot: &Snapshot,
+        req: Request<Incoming>,
+        peer: SocketAddr,
+        request_id: &HeaderValue,
+    ) -> Result<Done, (ProxyError, Arc<str>, Arc<crate::telemetry::metrics::RouteStats>)> {
+        let unmatched = || -> (Arc<str>, _) { (Arc::from(""), self.metrics.route("")) };
+
+        // 2. limits
+        let limit = snapshot.config.server.max_header_bytes;
+        let size = head_size(&req);
+        if size > limit {
+            let (r, s) = unmatched();
+            return Err((ProxyError::HeaderTooLarge { size, limit }, r, s));
+        }
+
+        // 3. route
+        let host = request_host(req.uri(), req.headers()).map(str::to_owned);
+        let path = req.uri().path();
+        let Some(route) = snapshot.routes.find(host.as_deref(), path) else {
+            let (r, s) = unmatched();
+            return Err((ProxyError::RouteNotFound(path.to_owned()), r, s));
+        };
+        let fail = |e: ProxyError| (e, route.name.clone(), route.stats.clone());
+        proxy::check_path(path).map_err(fail)?;
+
+        // 4. forward
+        let up = proxy::forward(route, req, peer.ip(), host).await.map_err(fail)?;
+        let idle = up.streamed.then_some(route.origin.idle_timeout);
+        let upstream = up.url.clone();
+
+        // 5. respond
+        let response = proxy::respond(up, request_id);
+        Ok(Done { response, route: route.name.clone(), stats: route.stats.clone(), upstream, origin_stats: route.origin.stats.clone(), idle })
+    }
+}
+
+struct Done {
+    response: Response<Body>,
+    route: Arc<str>,
+    stats: Arc<crate::telemetry::metrics::RouteStats>,
+    upstream: String,
+    origin_stats: Arc<crate::telemetry::metrics::OriginStats>,
+    idle: Option<std::time::Duration>,
+}
+
+/// Bytes in the request head as the client sent it (request line and header fields).
+fn head_size<B>(req: &Request<B>) -> usize {
+    let line = req.method().as_str().len() + req.uri().path_and_query().map_or(1, |p| p.as_str().len()) + 12;
+    req.headers().iter().fold(line, |n, (k, v)| n + k.as_str().len() + v.len() + 4)
+}
+
+/// Makes request ids: a random per-process prefix and a counter, or accepts the client's
+/// when it is short and plain.
+struct RequestIds {
+    prefix: u64,
+    counter: AtomicU64,
+}
+
+impl RequestIds {
+    fn new() -> Self {
+        use std::hash::{BuildHasher, Hasher};
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0));
+        h.write_u32(std::process::id());
+        Self { prefix: h.finish(), counter: AtomicU64::new(0) }
+    }
+
+    fn accept_or_make(&self, given: Option<&HeaderValue>) -> HeaderValue {
+        if let Some(v) = given {
+            let b = v.as_bytes();
+            if !b.is_empty() && b.len() <= 128 && b.iter().all(|c| c.is_ascii_alphanumeric() || b"-_.:+=/".contains(c)) {
+                return v.clone();
+            }
+        }
+        let n = self.counter.fetch_add(1, Relaxed);
+        HeaderValue::from_str(&format!("{:016x}{:08x}", self.prefix, n)).unwrap_or_else(|_| HeaderValue::from_static("0"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_ids() {
+        let ids = RequestIds::new();
+        let a = ids.accept_or_make(None);
+        let b = ids.accept_or_make(None);
+        assert_ne!(a, b);
+        assert_eq!(a.len(), 24);
+        let given = HeaderValue::from_static("abc-123");
+        assert_eq!(ids.accept_or_make(Some(&given)), given);
+        let evil = HeaderValue::from_static("a\"b<script>");
+        assert_ne!(ids.accept_or_make(Some(&evil)), evil);
+    }
+}

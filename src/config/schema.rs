@@ -1,0 +1,224 @@
+//! The raw configuration schema: what a user writes, as serde structs. Every struct
+//! refuses unknown keys (typos must not be silent) and names its defaults. `validate`
+//! turns this into typed, checked values.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::secret::SecretRef;
+use super::units::{ByteSize, ConfigDuration};
+
+/// The whole file (after merging files and environment).
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawConfig {
+    /// Edge listeners.
+    pub server: ServerConfig,
+    /// Admin listener.
+    pub admin: AdminConfig,
+    /// Logging.
+    pub log: LogConfig,
+    /// Manifest cache (global budget).
+    pub cache: CacheConfig,
+    /// Upstream origins by name.
+    pub origins: BTreeMap<String, OriginConfig>,
+    /// Routes by name.
+    pub routes: BTreeMap<String, RouteConfig>,
+}
+
+/// `[server]`: edge listeners.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Addresses to listen on. Default `["127.0.0.1:8080"]`.
+    pub listen: Vec<String>,
+    /// How long in-flight requests may take to finish on shutdown. Default `30s`.
+    pub shutdown_grace: ConfigDuration,
+    /// Tokio worker threads. Default: one per core. `1` runs a single-threaded runtime.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub worker_threads: Option<usize>,
+    /// Largest request head (request line + headers). Default `16384`; larger: 431.
+    pub max_header_bytes: ByteSize,
+    /// Time a client has to send a complete request head. Default `10s`.
+    pub header_read_timeout: ConfigDuration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: vec!["127.0.0.1:8080".into()],
+            shutdown_grace: ConfigDuration(Duration::from_secs(30)),
+            worker_threads: None,
+            max_header_bytes: ByteSize(16 * 1024),
+            header_read_timeout: ConfigDuration(Duration::from_secs(10)),
+        }
+    }
+}
+
+/// `[admin]`: the admin listener.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AdminConfig {
+    /// Address of the admin listener; `""` disables it. Default `127.0.0.1:9090`.
+    pub listen: String,
+    /// Bearer token required for POST endpoints. Default: none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token: Option<SecretRef>,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        Self { listen: "127.0.0.1:9090".into(), token: None }
+    }
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// One JSON object per line (default).
+    #[default]
+    Json,
+    /// Human-readable text.
+    Text,
+}
+
+/// `[log]`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// `json` (default) or `text`.
+    pub format: LogFormat,
+    /// A tracing filter: `info` (default), `warn`, `streamgate=debug`, ...
+    pub level: String,
+    /// One access-log line per request. Default `true`.
+    pub access: bool,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self { format: LogFormat::Json, level: "info".into(), access: true }
+    }
+}
+
+/// `[cache]`: the global manifest cache budget.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CacheConfig {
+    /// All cached manifests together. Default `256MiB`.
+    pub max_bytes: ByteSize,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        Self { max_bytes: ByteSize(256 << 20) }
+    }
+}
+
+/// How a pool picks one of its urls.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Balance {
+    /// Each request to the next url (default).
+    #[default]
+    RoundRobin,
+    /// The same path always to the same url (rendezvous hashing), for origin cache locality.
+    ConsistentHash,
+}
+
+/// `[origins.NAME]`: an upstream pool.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OriginConfig {
+    /// `http://host:port[/base]` or `file:///dir` urls. Required, not empty.
+    pub urls: Vec<String>,
+    /// Other names the origin's manifests use for itself. Default none.
+    pub aliases: Vec<String>,
+    /// `round_robin` (default) or `consistent_hash`.
+    pub balance: Balance,
+    /// TCP connect timeout. Default `2s`.
+    pub connect_timeout: ConfigDuration,
+    /// Time until the response head. Default `10s`.
+    pub response_timeout: ConfigDuration,
+    /// Longest pause between two pieces of a response body; past it the response is
+    /// aborted. Default `30s`.
+    pub idle_timeout: ConfigDuration,
+    /// Extra attempts for idempotent requests on connect failure, each to another url
+    /// when there is one. Default `1`.
+    pub retries: u32,
+}
+
+impl Default for OriginConfig {
+    fn default() -> Self {
+        Self {
+            urls: Vec::new(),
+            aliases: Vec::new(),
+            balance: Balance::RoundRobin,
+            connect_timeout: ConfigDuration(Duration::from_secs(2)),
+            response_timeout: ConfigDuration(Duration::from_secs(10)),
+            idle_timeout: ConfigDuration(Duration::from_secs(30)),
+            retries: 1,
+        }
+    }
+}
+
+/// `[routes.NAME]`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RouteConfig {
+    /// Path prefix, starting with `/`. Required. The longest matching prefix wins.
+    pub prefix: String,
+    /// Name of an `[origins.*]` block. Required.
+    pub origin: String,
+    /// Remove `prefix` from the path sent upstream. Default `false`.
+    pub strip_prefix: bool,
+    /// Only requests for this host (the `Host` header without port). Default: any host.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    /// Manifest handling.
+    pub manifest: ManifestConfig,
+}
+
+/// How child URLs in manifests are rewritten.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RewriteMode {
+    /// Child URLs come back through this route (default).
+    #[default]
+    Proxy,
+    /// Child URLs become `cdn_base` + the path below the route.
+    Cdn,
+    /// Bodies pass through unchanged.
+    None,
+}
+
+/// `[routes.NAME.manifest]`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ManifestConfig {
+    /// `proxy` (default), `cdn` or `none`.
+    pub rewrite: RewriteMode,
+    /// Base URL for `rewrite = "cdn"`; required there.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cdn_base: Option<String>,
+    /// Cache manifests. Default `true`.
+    pub cache: bool,
+    /// Time a VOD manifest stays fresh. Default `10m`.
+    pub vod_ttl: ConfigDuration,
+    /// Largest manifest accepted from the origin. Default `16MiB`.
+    pub max_bytes: ByteSize,
+}
+
+impl Default for ManifestConfig {
+    fn default() -> Self {
+        Self {
+            rewrite: RewriteMode::Proxy,
+            cdn_base: None,
+            cache: true,
+            vod_ttl: ConfigDuration(Duration::from_secs(600)),
+            max_bytes: ByteSize(16 << 20),
+        }
+    }
+}

@@ -1,0 +1,340 @@
+//! Validation: raw config in, typed settings out, or every problem with its key path.
+//! Everything that can be known before the first request is checked here (addresses,
+//! URLs, references between routes and origins, duplicate prefixes), not at request time.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use http::uri::{Authority, Scheme};
+use http::Uri;
+
+use super::load::{ConfigErrors, Locator, Problem};
+use super::schema::{Balance, LogConfig, ManifestConfig, RawConfig};
+use super::secret::Secret;
+
+/// A validated configuration: what a snapshot is compiled from.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The merged raw config, for `GET /config` (secrets redacted on output).
+    pub raw: RawConfig,
+    /// Edge listener settings.
+    pub server: ServerSettings,
+    /// Admin listener settings.
+    pub admin: AdminSettings,
+    /// Logging.
+    pub log: LogConfig,
+    /// Origins by name.
+    pub origins: BTreeMap<String, OriginSettings>,
+    /// Routes, in name order.
+    pub routes: Vec<RouteSettings>,
+}
+
+/// `[server]`, typed.
+#[derive(Debug, Clone)]
+pub struct ServerSettings {
+    /// Listen addresses.
+    pub listen: Vec<SocketAddr>,
+    /// Drain time on shutdown.
+    pub shutdown_grace: Duration,
+    /// Runtime size; `None` = one per core.
+    pub worker_threads: Option<usize>,
+    /// Request head limit in bytes.
+    pub max_header_bytes: usize,
+    /// Slow request head cut-off.
+    pub header_read_timeout: Duration,
+}
+
+/// `[admin]`, typed.
+#[derive(Debug, Clone)]
+pub struct AdminSettings {
+    /// `None` when disabled.
+    pub listen: Option<SocketAddr>,
+    /// Bearer token for POST endpoints.
+    pub token: Option<Secret>,
+}
+
+/// One url of an origin pool.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OriginUrl {
+    /// An HTTP origin.
+    Http {
+        /// `http`.
+        scheme: Scheme,
+        /// `host:port`.
+        authority: Authority,
+        /// Path prefix without trailing slash (`""` for none).
+        base_path: String,
+    },
+    /// A local directory.
+    File {
+        /// The root, canonicalized.
+        root: PathBuf,
+    },
+}
+
+impl std::fmt::Display for OriginUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            OriginUrl::Http { scheme, authority, base_path } => write!(f, "{scheme}://{authority}{base_path}"),
+            OriginUrl::File { root } => write!(f, "file://{}", root.display()),
+        }
+    }
+}
+
+/// `[origins.NAME]`, typed.
+#[derive(Debug, Clone)]
+pub struct OriginSettings {
+    /// The name.
+    pub name: String,
+    /// Its urls (all HTTP or all file).
+    pub urls: Vec<OriginUrl>,
+    /// Other names the origin uses for itself.
+    pub aliases: Vec<Uri>,
+    /// Balancing.
+    pub balance: Balance,
+    /// Connect timeout.
+    pub connect_timeout: Duration,
+    /// Time to response head.
+    pub response_timeout: Duration,
+    /// Longest pause inside a response body.
+    pub idle_timeout: Duration,
+    /// Extra attempts on connect failure.
+    pub retries: u32,
+}
+
+/// `[routes.NAME]`, typed.
+#[derive(Debug, Clone)]
+pub struct RouteSettings {
+    /// The name.
+    pub name: String,
+    /// Path prefix.
+    pub prefix: String,
+    /// Lower-cased host, when the route is host-specific.
+    pub host: Option<String>,
+    /// Origin name (known to exist).
+    pub origin: String,
+    /// Strip the prefix before going upstream.
+    pub strip_prefix: bool,
+    /// Manifest settings.
+    pub manifest: ManifestConfig,
+}
+
+/// Checks everything and returns typed settings, or all problems found.
+pub fn validate(raw: RawConfig, loc: &Locator) -> Result<Config, ConfigErrors> {
+    let mut problems: Vec<Problem> = Vec::new();
+    let mut p = |key: &str, msg: String| problems.push(loc.problem(key, msg));
+
+    // [server]
+    let s = &raw.server;
+    let mut listen = Vec::new();
+    if s.listen.is_empty() {
+        p("server.listen", "at least one address is required".into());
+    }
+    for a in &s.listen {
+        match a.parse::<SocketAddr>() {
+            Ok(addr) => listen.push(addr),
+            Err(_) => p("server.listen", format!("invalid listen address {a:?} (expected e.g. \"127.0.0.1:8080\" or \"[::]:443\")")),
+        }
+    }
+    if matches!(s.worker_threads, Some(0)) {
+        p("server.worker_threads", "must be at least 1".into());
+    }
+    let max_header_bytes = s.max_header_bytes.0;
+    if !(1024..=1 << 20).contains(&max_header_bytes) {
+        p("server.max_header_bytes", format!("{max_header_bytes} is out of range 1024..=1048576"));
+    }
+    if s.header_read_timeout.0.is_zero() {
+        p("server.header_read_timeout", "must be greater than zero".into());
+    }
+
+    // [admin]
+    let admin_listen = if raw.admin.listen.is_empty() {
+        None
+    } else {
+        match raw.admin.listen.parse::<SocketAddr>() {
+            Ok(a) => Some(a),
+            Err(_) => {
+                p("admin.listen", format!("invalid listen address {:?}", raw.admin.listen));
+                None
+            }
+        }
+    };
+    if let (Some(a), true) = (admin_listen, listen.iter().any(|l| Some(*l) == admin_listen && l.port() != 0)) {
+        p("admin.listen", format!("{a} is also in server.listen"));
+    }
+    let admin_token = match &raw.admin.token {
+        None => None,
+        Some(t) => match t.resolve() {
+            Ok(s) => Some(s),
+            Err(e) => {
+                p("admin.token", e.to_string());
+                None
+            }
+        },
+    };
+
+    // [log]
+    if let Err(e) = tracing_subscriber::EnvFilter::try_new(&raw.log.level) {
+        p("log.level", format!("invalid level {:?}: {e}", raw.log.level));
+    }
+
+    // [origins.*]
+    let mut origins = BTreeMap::new();
+    for (name, o) in &raw.origins {
+        let key = format!("origins.{name}");
+        if o.urls.is_empty() {
+            p(&format!("{key}.urls"), "must list at least one url".into());
+        }
+        let mut urls = Vec::new();
+        for u in &o.urls {
+            match parse_origin_url(u) {
+                Ok(url) => urls.push(url),
+                Err(msg) => p(&format!("{key}.urls"), msg),
+            }
+        }
+        let files = urls.iter().filter(|u| matches!(u, OriginUrl::File { .. })).count();
+        if files > 0 && files != urls.len() {
+            p(&format!("{key}.urls"), "cannot mix file:// and http:// urls in one origin".into());
+        }
+        let mut aliases = Vec::new();
+        for a in &o.aliases {
+            match a.parse::<Uri>() {
+                Ok(uri) if matches!(uri.scheme_str(), Some("http" | "https")) && uri.authority().is_some() => aliases.push(uri),
+                _ => p(&format!("{key}.aliases"), format!("invalid alias {a:?}: expected an absolute http(s) URL")),
+            }
+        }
+        for (field, d) in [("connect_timeout", o.connect_timeout), ("response_timeout", o.response_timeout), ("idle_timeout", o.idle_timeout)] {
+            if d.0.is_zero() {
+                p(&format!("{key}.{field}"), "must be greater than zero".into());
+            }
+        }
+        if o.retries > 10 {
+            p(&format!("{key}.retries"), format!("{} is more than the maximum of 10", o.retries));
+        }
+        origins.insert(
+            name.clone(),
+            OriginSettings {
+                name: name.clone(),
+                urls,
+                aliases,
+                balance: o.balance,
+                connect_timeout: o.connect_timeout.0,
+                response_timeout: o.response_timeout.0,
+                idle_timeout: o.idle_timeout.0,
+                retries: o.retries,
+            },
+        );
+    }
+
+    // [routes.*]
+    let mut routes = Vec::new();
+    let mut seen: HashMap<(Option<String>, String), String> = HashMap::new();
+    for (name, r) in &raw.routes {
+        let key = format!("routes.{name}");
+        if r.prefix.is_empty() {
+            p(&format!("{key}.prefix"), "is required".into());
+        } else if !r.prefix.starts_with('/') {
+            p(&format!("{key}.prefix"), format!("{:?} must start with '/'", r.prefix));
+        }
+        if r.origin.is_empty() {
+            p(&format!("{key}.origin"), "is required".into());
+        } else if !raw.origins.contains_key(&r.origin) {
+            p(&format!("{key}.origin"), format!("no origin named {:?} (define [origins.{}])", r.origin, r.origin));
+        }
+        let host = r.host.as_ref().map(|h| h.to_ascii_lowercase());
+        if let Some(h) = &host {
+            if h.is_empty() || h.parse::<Authority>().is_err() || h.contains(':') {
+                p(&format!("{key}.host"), format!("invalid host {h:?} (a host name without port)"));
+            }
+        }
+        if let Some(other) = seen.insert((host.clone(), r.prefix.clone()), name.clone()) {
+            p(&format!("{key}.prefix"), format!("{:?} is also the prefix of routes.{other} (same host): one of them could never match", r.prefix));
+        }
+        let m = &r.manifest;
+        match (&m.rewrite, &m.cdn_base) {
+            (super::schema::RewriteMode::Cdn, None) => p(&format!("{key}.manifest.cdn_base"), "is required when rewrite = \"cdn\"".into()),
+            (_, Some(base)) => match base.parse::<Uri>() {
+                Ok(u) if matches!(u.scheme_str(), Some("http" | "https")) && u.authority().is_some() => {}
+                _ => p(&format!("{key}.manifest.cdn_base"), format!("invalid URL {base:?}: expected an absolute http(s) URL")),
+            },
+            _ => {}
+        }
+        if m.max_bytes.0 == 0 {
+            p(&format!("{key}.manifest.max_bytes"), "must be greater than zero".into());
+        }
+        routes.push(RouteSettings {
+            name: name.clone(),
+            prefix: r.prefix.clone(),
+            host,
+            origin: r.origin.clone(),
+            strip_prefix: r.strip_prefix,
+            manifest: m.clone(),
+        });
+    }
+
+    if !problems.is_empty() {
+        return Err(ConfigErrors(problems));
+    }
+    Ok(Config {
+        server: ServerSettings {
+            listen,
+            shutdown_grace: s.shutdown_grace.0,
+            worker_threads: s.worker_threads,
+            max_header_bytes: max_header_bytes as usize,
+            header_read_timeout: s.header_read_timeout.0,
+        },
+        admin: AdminSettings { listen: admin_listen, token: admin_token },
+        log: raw.log.clone(),
+        origins,
+        routes,
+        raw,
+    })
+}
+
+/// Parses one origin url: `http://host[:port][/base]` or `file:///absolute/dir`.
+pub fn parse_origin_url(s: &str) -> Result<OriginUrl, String> {
+    if let Some(path) = s.strip_prefix("file://") {
+        if !path.starts_with('/') {
+            return Err(format!("invalid url {s:?}: a file url needs an absolute path (file:///srv/media)"));
+        }
+        let root = std::fs::canonicalize(path).map_err(|e| format!("{s:?}: cannot open directory: {e}"))?;
+        if !root.is_dir() {
+            return Err(format!("{s:?}: not a directory"));
+        }
+        return Ok(OriginUrl::File { root });
+    }
+    let uri: Uri = s.parse().map_err(|e| format!("invalid url {s:?}: {e}"))?;
+    match uri.scheme_str() {
+        Some("http") => {}
+        Some("https") => return Err(format!("invalid url {s:?}: https origins are not supported yet; use http:// or file://")),
+        Some(other) => return Err(format!("invalid url {s:?}: unsupported scheme {other:?} (use http:// or file://)")),
+        None => return Err(format!("invalid url {s:?}: missing scheme (use http://host:port or file:///dir)")),
+    }
+    let authority = uri.authority().cloned().ok_or_else(|| format!("invalid url {s:?}: missing host"))?;
+    if authority.as_str().contains('@') {
+        return Err(format!("invalid url {s:?}: credentials in origin urls are not supported"));
+    }
+    if uri.query().is_some() {
+        return Err(format!("invalid url {s:?}: origin urls cannot have a query"));
+    }
+    let base_path = uri.path().trim_end_matches('/').to_owned();
+    Ok(OriginUrl::Http { scheme: Scheme::HTTP, authority, base_path })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn origin_urls() {
+        assert!(matches!(parse_origin_url("http://127.0.0.1:8080"), Ok(OriginUrl::Http { ref base_path, .. }) if base_path.is_empty()));
+        assert!(matches!(parse_origin_url("http://o.example/base/"), Ok(OriginUrl::Http { ref base_path, .. }) if base_path == "/base"));
+        assert!(parse_origin_url("ftp://x").is_err());
+        assert!(parse_origin_url("127.0.0.1:80").is_err());
+        assert!(parse_origin_url("file://relative").is_err());
+        assert!(parse_origin_url("file:///definitely/not/here").is_err());
+        assert!(matches!(parse_origin_url("file:///tmp"), Ok(OriginUrl::File { .. })));
+    }
+}

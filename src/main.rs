@@ -1,0 +1,87 @@
+//! The `streamgate` command: `serve` (default), `check`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use streamgate::config::{self, ConfigSource};
+
+/// Edge proxy for HTTP video streaming that understands HLS and DASH.
+#[derive(Parser)]
+#[command(name = "streamgate", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the proxy (the default). Without -c: the embedded demo config.
+    Serve {
+        /// Config files (TOML or YAML), merged in order; STREAMGATE_* env vars on top.
+        #[arg(short = 'c', long = "config", value_name = "FILE")]
+        config: Vec<PathBuf>,
+    },
+    /// Load, merge and validate config; print every problem; exit 0 valid, 2 invalid.
+    Check {
+        /// Config files (TOML or YAML), merged in order; STREAMGATE_* env vars on top.
+        #[arg(short = 'c', long = "config", value_name = "FILE")]
+        config: Vec<PathBuf>,
+    },
+}
+
+fn source(files: Vec<PathBuf>) -> ConfigSource {
+    if files.is_empty() {
+        config::embedded_default()
+    } else {
+        ConfigSource::Files(files)
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { ExitCode::from(2) } else { ExitCode::SUCCESS };
+        }
+    };
+    match cli.command.unwrap_or(Command::Serve { config: Vec::new() }) {
+        Command::Check { config: files } => {
+            let src = source(files);
+            match config::load_and_validate(&src) {
+                Ok(cfg) => {
+                    println!("config ok: {} route(s), {} origin(s)", cfg.routes.len(), cfg.origins.len());
+                    ExitCode::SUCCESS
+                }
+                Err(errors) => {
+                    for p in &errors.0 {
+                        eprintln!("error: {p}");
+                    }
+                    eprintln!("{} problem(s) found", errors.0.len());
+                    ExitCode::from(2)
+                }
+            }
+        }
+        Command::Serve { config: files } => {
+            let demo = files.is_empty();
+            let src = source(files);
+            let cfg = match config::load_and_validate(&src) {
+                Ok(c) => c,
+                Err(errors) => {
+                    for p in &errors.0 {
+                        eprintln!("error: {p}");
+                    }
+                    return ExitCode::from(2);
+                }
+            };
+            match streamgate::run(cfg, src, demo) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::from(1)
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,107 @@
+//! Header rules of a proxy (RFC 9110 §7.6): hop-by-hop fields removed in both directions
+//! (including those named in `Connection`), `Via` added, and `X-Forwarded-*` appended on
+//! the way upstream.
+
+use std::net::IpAddr;
+
+use http::header::{HeaderName, CONNECTION, TE, TRAILER, TRANSFER_ENCODING, UPGRADE, VIA};
+use http::{HeaderMap, HeaderValue, Version};
+
+const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+/// `X-Forwarded-For`.
+pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+/// `X-Forwarded-Proto`.
+pub const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+/// `X-Forwarded-Host`.
+pub const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+
+/// Removes hop-by-hop fields: the fixed list and every name listed in `Connection`.
+pub fn remove_hop_by_hop(h: &mut HeaderMap) {
+    if h.contains_key(CONNECTION) {
+        let listed: Vec<HeaderName> = h
+            .get_all(CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+            .collect();
+        for n in listed {
+            h.remove(n);
+        }
+        h.remove(CONNECTION);
+    }
+    for n in [KEEP_ALIVE, PROXY_CONNECTION, TE, TRAILER, TRANSFER_ENCODING, UPGRADE] {
+        h.remove(n);
+    }
+}
+
+fn via_value(version: Version) -> HeaderValue {
+    HeaderValue::from_static(match version {
+        Version::HTTP_09 => "0.9 streamgate",
+        Version::HTTP_10 => "1.0 streamgate",
+        Version::HTTP_2 => "2 streamgate",
+        Version::HTTP_3 => "3 streamgate",
+        _ => "1.1 streamgate",
+    })
+}
+
+/// Appends `value` to a comma-list header, or sets it.
+fn append_list(h: &mut HeaderMap, name: HeaderName, value: &str) {
+    let joined = match h.get(&name).and_then(|v| v.to_str().ok()) {
+        Some(prev) if !prev.is_empty() => format!("{prev}, {value}"),
+        _ => value.to_owned(),
+    };
+    if let Ok(v) = HeaderValue::from_str(&joined) {
+        h.insert(name, v);
+    }
+}
+
+/// Prepares client request headers for the origin. `host` is the Host the client asked for.
+pub fn to_upstream(h: &mut HeaderMap, version: Version, peer: IpAddr, host: Option<&str>) {
+    remove_hop_by_hop(h);
+    h.remove(http::header::HOST);
+    append_list(h, VIA, via_value(version).to_str().unwrap_or("1.1 streamgate"));
+    append_list(h, X_FORWARDED_FOR, &peer.to_string());
+    append_list(h, X_FORWARDED_PROTO, "http");
+    if let Some(host) = host {
+        append_list(h, X_FORWARDED_HOST, host);
+    }
+}
+
+/// Prepares origin response headers for the client.
+pub fn to_client(h: &mut HeaderMap, upstream_version: Version) {
+    remove_hop_by_hop(h);
+    append_list(h, VIA, via_value(upstream_version).to_str().unwrap_or("1.1 streamgate"));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hop_by_hop_and_connection_listed_are_removed() {
+        let mut h = HeaderMap::new();
+        h.insert(CONNECTION, HeaderValue::from_static("keep-alive, x-secret-hop"));
+        h.insert("x-secret-hop", HeaderValue::from_static("1"));
+        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        h.insert(TE, HeaderValue::from_static("trailers"));
+        h.insert("x-end-to-end", HeaderValue::from_static("1"));
+        to_upstream(&mut h, Version::HTTP_11, "10.1.2.3".parse().unwrap_or(IpAddr::from([0, 0, 0, 0])), Some("video.example"));
+        assert!(h.get("x-secret-hop").is_none() && h.get(CONNECTION).is_none() && h.get(TE).is_none());
+        assert!(h.get("keep-alive").is_none());
+        assert_eq!(h["x-end-to-end"], "1");
+        assert_eq!(h[VIA], "1.1 streamgate");
+        assert_eq!(h[X_FORWARDED_FOR], "10.1.2.3");
+        assert_eq!(h[X_FORWARDED_HOST], "video.example");
+    }
+
+    #[test]
+    fn forwarded_for_is_appended() {
+        let mut h = HeaderMap::new();
+        h.insert(X_FORWARDED_FOR, HeaderValue::from_static("192.0.2.1"));
+        to_upstream(&mut h, Version::HTTP_2, IpAddr::from([127, 0, 0, 1]), None);
+        assert_eq!(h[X_FORWARDED_FOR], "192.0.2.1, 127.0.0.1");
+        assert_eq!(h[VIA], "2 streamgate");
+    }
+}

@@ -1,0 +1,84 @@
+//! The proxy phases after routing: map the request onto the route's origin, send it,
+//! and turn the origin's answer into the client's response head.
+
+pub mod headers;
+
+use std::net::IpAddr;
+
+use http::{HeaderValue, Request, Response};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+
+use crate::body::Body;
+use crate::error::ProxyError;
+use crate::routing::Route;
+use crate::upstream::{Outbound, Upstream};
+
+/// Refuses paths that could escape a prefix once normalized: `.` and `..` segments,
+/// literal or percent-encoded. Routing (and later, authorization) sees the path as the
+/// origin will, so `/public/../private/x` can never pass as `/public/`.
+pub fn check_path(path: &str) -> Result<(), ProxyError> {
+    if !path.starts_with('/') {
+        return Err(ProxyError::BadRequest("request target must be an absolute path".into()));
+    }
+    for seg in path.split('/') {
+        if seg.is_empty() || seg.len() > 6 {
+            continue;
+        }
+        let lower = seg.to_ascii_lowercase();
+        let dots = lower.replace("%2e", ".");
+        if dots == "." || dots == ".." {
+            return Err(ProxyError::BadRequest("dot segments are not allowed in paths".into()));
+        }
+    }
+    Ok(())
+}
+
+/// Sends the request to the route's origin.
+pub async fn forward(route: &Route, req: Request<Incoming>, peer: IpAddr, host: Option<String>) -> Result<Upstream, ProxyError> {
+    let (parts, body) = req.into_parts();
+    let path = parts.uri.path();
+    let upstream_path = route.upstream_path(path);
+    let path_len = upstream_path.len();
+    let path_and_query = match parts.uri.query() {
+        Some(q) => format!("{upstream_path}?{q}"),
+        None => upstream_path.into_owned(),
+    };
+    let mut headers = parts.headers;
+    headers::to_upstream(&mut headers, parts.version, peer, host.as_deref());
+    let body_empty = http_body::Body::is_end_stream(&body);
+    let out = Outbound {
+        method: parts.method,
+        path_and_query,
+        path_len,
+        headers,
+        body: body.map_err(Into::into).boxed_unsync(),
+        body_empty,
+    };
+    route.origin.send(out).await
+}
+
+/// Turns the origin's response into the client's: hop-by-hop fields out, `Via` and the
+/// request id in.
+pub fn respond(up: Upstream, request_id: &HeaderValue) -> Response<Body> {
+    let mut resp = up.response;
+    let version = resp.version();
+    headers::to_client(resp.headers_mut(), version);
+    resp.headers_mut().insert(crate::app::X_REQUEST_ID, request_id.clone());
+    resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dot_segments_are_refused() {
+        for bad in ["/a/../b", "/a/%2e%2e/b", "/a/.%2E/b", "/./a", "/a/..", "/a/%2e/b"] {
+            assert!(check_path(bad).is_err(), "{bad}");
+        }
+        for ok in ["/a/b.m3u8", "/a/..b/c", "/a/.hidden", "/", "/a//b"] {
+            assert!(check_path(ok).is_ok(), "{ok}");
+        }
+    }
+}
