@@ -23,7 +23,7 @@ use http::{HeaderValue, Method, Request, Response};
 use hyper::body::Incoming;
 
 use crate::body::Body;
-use crate::config::{ConfigSource, ConfigErrors};
+use crate::config::{ConfigErrors, ConfigSource};
 use crate::error::{ErrorCode, ProxyError};
 use crate::proxy;
 use crate::routing::request_host;
@@ -72,6 +72,12 @@ impl App {
                 Err(e)
             }
         }
+    }
+
+    /// The request id for a request: the client's `x-request-id` when it is short and
+    /// plain, else a new one.
+    pub fn request_id(&self, given: Option<&HeaderValue>) -> HeaderValue {
+        self.ids.accept_or_make(given)
     }
 
     /// Handles one request. Never fails: errors become problem+json responses.
@@ -154,7 +160,14 @@ impl App {
 
         // 5. respond
         let response = proxy::respond(up, request_id);
-        Ok(Done { response, route: route.name.clone(), stats: route.stats.clone(), upstream, origin_stats: route.origin.stats.clone(), idle })
+        Ok(Done {
+            response,
+            route: route.name.clone(),
+            stats: route.stats.clone(),
+            upstream,
+            origin_stats: route.origin.stats.clone(),
+            idle,
+        })
     }
 }
 

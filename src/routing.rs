@@ -81,7 +81,7 @@ pub fn request_host<'a>(uri: &'a http::Uri, headers: &'a http::HeaderMap) -> Opt
 fn strip_port(authority: &str) -> &str {
     let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
     if host.starts_with('[') {
-        return host.split_once(']').map_or(host, |(h, _)| &h[..]).trim_start_matches('[');
+        return host.split_once(']').map_or(host, |(h, _)| h).trim_start_matches('[');
     }
     host.rsplit_once(':').map_or(host, |(h, _)| h)
 }

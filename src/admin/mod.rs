@@ -14,7 +14,7 @@ use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::app::App;
+use crate::app::{App, X_REQUEST_ID};
 use crate::body::{full, Body};
 use crate::error::ProxyError;
 
@@ -64,6 +64,13 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 fn handle(app: &App, req: Request<Incoming>) -> Response<Body> {
+    let id = app.request_id(req.headers().get(&X_REQUEST_ID));
+    let mut resp = endpoint(app, req, id.to_str().unwrap_or(""));
+    resp.headers_mut().insert(X_REQUEST_ID, id);
+    resp
+}
+
+fn endpoint(app: &App, req: Request<Incoming>, request_id: &str) -> Response<Body> {
     match (req.method(), req.uri().path()) {
         (&Method::GET, "/healthz") => text(StatusCode::OK, "text/plain", "ok\n".into()),
         (&Method::GET, "/readyz") => {
@@ -86,7 +93,7 @@ fn handle(app: &App, req: Request<Incoming>) -> Response<Body> {
         }
         (&Method::POST, "/reload") => {
             if !authorized(app, &req) {
-                return ProxyError::Unauthorized.into_response("", false);
+                return ProxyError::Unauthorized.into_response(request_id, false);
             }
             match app.reload() {
                 Ok(()) => text(StatusCode::OK, "application/json", r#"{"reloaded":true}"#.into()),
@@ -97,6 +104,6 @@ fn handle(app: &App, req: Request<Incoming>) -> Response<Body> {
                 }
             }
         }
-        (_, p) => ProxyError::RouteNotFound(format!("admin endpoint {p}")).into_response("", false),
+        (_, p) => ProxyError::RouteNotFound(format!("admin endpoint {p}")).into_response(request_id, false),
     }
 }

@@ -131,14 +131,10 @@ impl<'de> Deserialize<'de> for ByteSize {
                 Ok(ByteSize(v))
             }
             fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
-                u64::try_from(v)
-                    .map(ByteSize)
-                    .map_err(|_| E::custom(format!("invalid size {v}: must not be negative")))
+                u64::try_from(v).map(ByteSize).map_err(|_| E::custom(format!("invalid size {v}: must not be negative")))
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
-                parse_size(v)
-                    .map(ByteSize)
-                    .map_err(|e| E::custom(format!("invalid size {v:?}: {e} (write e.g. 16384 or \"16MiB\")")))
+                parse_size(v).map(ByteSize).map_err(|e| E::custom(format!("invalid size {v:?}: {e} (write e.g. 16384 or \"16MiB\")")))
             }
         }
         d.deserialize_any(V)

@@ -205,7 +205,9 @@ pub fn validate(raw: RawConfig, loc: &Locator) -> Result<Config, ConfigErrors> {
                 _ => p(&format!("{key}.aliases"), format!("invalid alias {a:?}: expected an absolute http(s) URL")),
             }
         }
-        for (field, d) in [("connect_timeout", o.connect_timeout), ("response_timeout", o.response_timeout), ("idle_timeout", o.idle_timeout)] {
+        for (field, d) in
+            [("connect_timeout", o.connect_timeout), ("response_timeout", o.response_timeout), ("idle_timeout", o.idle_timeout)]
+        {
             if d.0.is_zero() {
                 p(&format!("{key}.{field}"), "must be greater than zero".into());
             }
@@ -250,7 +252,10 @@ pub fn validate(raw: RawConfig, loc: &Locator) -> Result<Config, ConfigErrors> {
             }
         }
         if let Some(other) = seen.insert((host.clone(), r.prefix.clone()), name.clone()) {
-            p(&format!("{key}.prefix"), format!("{:?} is also the prefix of routes.{other} (same host): one of them could never match", r.prefix));
+            p(
+                &format!("{key}.prefix"),
+                format!("{:?} is also the prefix of routes.{other} (same host): one of them could never match", r.prefix),
+            );
         }
         let m = &r.manifest;
         match (&m.rewrite, &m.cdn_base) {

@@ -47,14 +47,8 @@ pub async fn forward(route: &Route, req: Request<Incoming>, peer: IpAddr, host: 
     let mut headers = parts.headers;
     headers::to_upstream(&mut headers, parts.version, peer, host.as_deref());
     let body_empty = http_body::Body::is_end_stream(&body);
-    let out = Outbound {
-        method: parts.method,
-        path_and_query,
-        path_len,
-        headers,
-        body: body.map_err(Into::into).boxed_unsync(),
-        body_empty,
-    };
+    let out =
+        Outbound { method: parts.method, path_and_query, path_len, headers, body: body.map_err(Into::into).boxed_unsync(), body_empty };
     route.origin.send(out).await
 }
 

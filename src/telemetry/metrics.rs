@@ -109,7 +109,9 @@ impl Metrics {
             Err(_) => Vec::new(),
         };
         let classes = ["other", "1xx", "2xx", "3xx", "4xx", "5xx"];
-        out.push_str("# HELP streamgate_requests_total Responses sent, by route and status class.\n# TYPE streamgate_requests_total counter\n");
+        out.push_str(
+            "# HELP streamgate_requests_total Responses sent, by route and status class.\n# TYPE streamgate_requests_total counter\n",
+        );
         for (name, s) in &routes {
             for (i, c) in classes.iter().enumerate() {
                 let n = s.by_class[i].load(Relaxed);
@@ -128,10 +130,13 @@ impl Metrics {
             }
             let count = h.count.load(Relaxed);
             let _ = writeln!(out, "streamgate_request_duration_seconds_bucket{{route=\"{}\",le=\"+Inf\"}} {count}", esc(name));
-            let _ = writeln!(out, "streamgate_request_duration_seconds_sum{{route=\"{}\"}} {}", esc(name), h.sum_us.load(Relaxed) as f64 / 1e6);
+            let _ =
+                writeln!(out, "streamgate_request_duration_seconds_sum{{route=\"{}\"}} {}", esc(name), h.sum_us.load(Relaxed) as f64 / 1e6);
             let _ = writeln!(out, "streamgate_request_duration_seconds_count{{route=\"{}\"}} {count}", esc(name));
         }
-        out.push_str("# HELP streamgate_response_bytes_total Response body bytes sent, by route.\n# TYPE streamgate_response_bytes_total counter\n");
+        out.push_str(
+            "# HELP streamgate_response_bytes_total Response body bytes sent, by route.\n# TYPE streamgate_response_bytes_total counter\n",
+        );
         for (name, s) in &routes {
             let _ = writeln!(out, "streamgate_response_bytes_total{{route=\"{}\"}} {}", esc(name), s.bytes.load(Relaxed));
         }
@@ -141,7 +146,9 @@ impl Metrics {
         }
         out.push_str("# HELP streamgate_upstream_errors_total Failed upstream requests, by origin and kind.\n# TYPE streamgate_upstream_errors_total counter\n");
         for (name, s) in &origins {
-            for (kind, v) in [("connect", &s.connect_errors), ("timeout", &s.timeouts), ("protocol", &s.protocol_errors), ("body", &s.body_errors)] {
+            for (kind, v) in
+                [("connect", &s.connect_errors), ("timeout", &s.timeouts), ("protocol", &s.protocol_errors), ("body", &s.body_errors)]
+            {
                 let _ = writeln!(out, "streamgate_upstream_errors_total{{origin=\"{}\",kind=\"{kind}\"}} {}", esc(name), v.load(Relaxed));
             }
         }

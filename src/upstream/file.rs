@@ -166,7 +166,10 @@ pub async fn serve(root: &Path, method: &Method, raw_path: &str, headers: &Heade
     let not_modified = match (get(header::IF_NONE_MATCH), get(header::IF_MODIFIED_SINCE)) {
         (Some(inm), _) => etag_matches(inm, &etag),
         (None, Some(ims)) => match httpdate::parse_http_date(ims) {
-            Ok(t) => mtime.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0) <= t.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
+            Ok(t) => {
+                mtime.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+                    <= t.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+            }
             Err(_) => false,
         },
         _ => false,

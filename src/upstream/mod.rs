@@ -31,7 +31,7 @@ struct HttpTarget {
 }
 
 enum Targets {
-    Http { targets: Vec<HttpTarget>, client: HttpClient },
+    Http { targets: Vec<HttpTarget>, client: Box<HttpClient> },
     File { roots: Vec<PathBuf> },
 }
 
@@ -96,7 +96,7 @@ impl OriginPool {
                     OriginUrl::File { .. } => None,
                 })
                 .collect();
-            Targets::Http { targets, client: http_client::build(o.connect_timeout) }
+            Targets::Http { targets, client: Box::new(http_client::build(o.connect_timeout)) }
         };
         Self {
             name: o.name.as_str().into(),

@@ -1,0 +1,14 @@
+//! Integration tests: one binary, real sockets on ephemeral loopback ports, a test origin
+//! and the proxy (in-process, or the real binary where process behaviour matters).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod admin;
+mod cli;
+mod demo;
+mod file_origin;
+mod listeners;
+mod proxying;
+mod routing;
+mod streaming;
+mod support;
+mod upstream;
