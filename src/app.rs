@@ -58,8 +58,15 @@ impl App {
         match crate::config::load_and_validate(&self.source) {
             Ok(cfg) => {
                 let old = self.snapshot.load();
-                if cfg.server.listen != old.config.server.listen || cfg.admin.listen != old.config.admin.listen {
-                    tracing::warn!("listen addresses changed; they take effect only after a restart");
+                let (new_raw, old_raw) = (&cfg.raw, &old.config.raw);
+                for (section, changed) in [
+                    ("server", serde_json::to_value(&new_raw.server).ok() != serde_json::to_value(&old_raw.server).ok()),
+                    ("admin.listen", new_raw.admin.listen != old_raw.admin.listen),
+                    ("log", serde_json::to_value(&new_raw.log).ok() != serde_json::to_value(&old_raw.log).ok()),
+                ] {
+                    if changed {
+                        tracing::warn!(section, "changed settings in this section take effect only after a restart");
+                    }
                 }
                 self.snapshot.store(Arc::new(Snapshot::build(cfg, &self.metrics)));
                 self.metrics.reloads_ok.fetch_add(1, Relaxed);
@@ -144,9 +151,9 @@ impl App {
         }
 
         // 3. route
-        let host = request_host(req.uri(), req.headers()).map(str::to_owned);
+        let host = request_host(req.uri(), req.headers());
         let path = req.uri().path();
-        let Some(route) = snapshot.routes.find(host.as_deref(), path) else {
+        let Some(route) = snapshot.routes.find(host, path) else {
             let (r, s) = unmatched();
             return Err((ProxyError::RouteNotFound(path.to_owned()), r, s));
         };
@@ -154,7 +161,7 @@ impl App {
         proxy::check_path(path).map_err(fail)?;
 
         // 4. forward
-        let up = proxy::forward(route, req, peer.ip(), host).await.map_err(fail)?;
+        let up = proxy::forward(route, req, peer.ip(), request_id).await.map_err(fail)?;
         let idle = up.streamed.then_some(route.origin.idle_timeout);
         let upstream = up.url.clone();
 

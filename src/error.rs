@@ -35,9 +35,9 @@ pub enum ProxyError {
     /// 404 `not_found`: a file origin has no such file.
     #[error("no such file")]
     NotFound,
-    /// 405 `method_not_allowed`: file origins serve GET and HEAD only.
-    #[error("method not allowed; file origins serve GET and HEAD")]
-    MethodNotAllowed,
+    /// 405 `method_not_allowed`, with the methods that are (file origins: GET and HEAD).
+    #[error("method not allowed; allowed: {0}")]
+    MethodNotAllowed(&'static str),
     /// 416 `range_not_satisfiable`, with `Content-Range: bytes */LEN`.
     #[error("requested range is not satisfiable for a {0}-byte file")]
     RangeNotSatisfiable(u64),
@@ -62,7 +62,7 @@ impl ProxyError {
             ProxyError::HeaderTooLarge { .. } => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             ProxyError::UpstreamUnavailable(_) => StatusCode::BAD_GATEWAY,
             ProxyError::UpstreamTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
-            ProxyError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ProxyError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ProxyError::RangeNotSatisfiable(_) => StatusCode::RANGE_NOT_SATISFIABLE,
             ProxyError::Unauthorized => StatusCode::UNAUTHORIZED,
             ProxyError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -78,7 +78,7 @@ impl ProxyError {
             ProxyError::UpstreamUnavailable(_) => "upstream_unavailable",
             ProxyError::UpstreamTimeout(_) => "upstream_timeout",
             ProxyError::NotFound => "not_found",
-            ProxyError::MethodNotAllowed => "method_not_allowed",
+            ProxyError::MethodNotAllowed(_) => "method_not_allowed",
             ProxyError::RangeNotSatisfiable(_) => "range_not_satisfiable",
             ProxyError::Unauthorized => "unauthorized",
             ProxyError::Internal(_) => "internal",
@@ -93,16 +93,11 @@ impl ProxyError {
             ProxyError::UpstreamUnavailable(_) => "Upstream unavailable",
             ProxyError::UpstreamTimeout(_) => "Upstream timeout",
             ProxyError::NotFound => "Not found",
-            ProxyError::MethodNotAllowed => "Method not allowed",
+            ProxyError::MethodNotAllowed(_) => "Method not allowed",
             ProxyError::RangeNotSatisfiable(_) => "Range not satisfiable",
             ProxyError::Unauthorized => "Unauthorized",
             ProxyError::Internal(_) => "Internal error",
         }
-    }
-
-    /// Whether a retry against another url may succeed (nothing was sent to the origin).
-    pub fn retryable(&self) -> bool {
-        matches!(self, ProxyError::UpstreamUnavailable(_) | ProxyError::UpstreamTimeout(_))
     }
 
     /// Renders the problem+json response. `request_id` goes into the body; the code into
@@ -131,8 +126,8 @@ impl ProxyError {
                     h.insert(header::CONTENT_RANGE, v);
                 }
             }
-            ProxyError::MethodNotAllowed => {
-                h.insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+            ProxyError::MethodNotAllowed(allow) => {
+                h.insert(header::ALLOW, HeaderValue::from_static(allow));
             }
             ProxyError::Unauthorized => {
                 h.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"streamgate-admin\""));

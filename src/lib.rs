@@ -78,7 +78,7 @@ pub async fn start(config: Config, source: ConfigSource) -> std::io::Result<Runn
     let listen = listeners.iter().filter_map(|l| l.local_addr().ok()).collect();
     let admin = admin_listener.as_ref().and_then(|l| l.local_addr().ok());
     let edges = listeners.into_iter().map(|l| tokio::spawn(edge::serve(l, app.clone(), server.clone(), rx.clone()))).collect();
-    let admin_task = admin_listener.map(|l| tokio::spawn(admin::serve(l, app.clone(), rx.clone())));
+    let admin_task = admin_listener.map(|l| tokio::spawn(admin::serve(l, app.clone())));
     Ok(Running { listen, admin, app, shutdown: tx, edges, admin_task })
 }
 
@@ -114,11 +114,15 @@ pub fn run(config: Config, source: ConfigSource, demo: bool) -> Result<(), RunEr
             }
         }
         wait_for_signals(&running).await;
-        tracing::info!("shutting down: draining in-flight requests");
+        tracing::info!("shutting down: draining in-flight requests (send the signal again to stop at once)");
         running.shutdown();
-        let cut = running.wait().await;
-        if cut > 0 {
-            tracing::warn!(connections = cut, "grace period over; connections closed");
+        tokio::select! {
+            cut = running.wait() => {
+                if cut > 0 {
+                    tracing::warn!(connections = cut, "grace period over; connections closed");
+                }
+            }
+            _ = wait_for_stop_signal() => tracing::warn!("second stop signal: exiting without waiting for the drain"),
         }
         Ok(())
     })
@@ -140,6 +144,25 @@ async fn wait_for_signals(running: &Running) {
             _ = hup.recv() => { let _ = running.app.reload(); }
         }
     }
+}
+
+#[cfg(unix)]
+async fn wait_for_stop_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        }
+        _ => std::future::pending().await,
+    }
+}
+
+#[cfg(not(unix))]
+async fn wait_for_stop_signal() {
+    let _ = tokio::signal::ctrl_c().await;
 }
 
 #[cfg(not(unix))]

@@ -12,29 +12,27 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
 
 use crate::app::{App, X_REQUEST_ID};
 use crate::body::{full, Body};
 use crate::error::ProxyError;
 
-/// Serves the admin endpoints until `shutdown` flips.
-pub async fn serve(listener: TcpListener, app: Arc<App>, mut shutdown: watch::Receiver<bool>) {
+/// Serves the admin endpoints until the task is aborted. It keeps serving while the
+/// edge listeners drain, so probes see `/readyz` turn 503 rather than a refused connect.
+pub async fn serve(listener: TcpListener, app: Arc<App>) {
     let builder = auto::Builder::new(TokioExecutor::new());
     loop {
-        tokio::select! {
-            accepted = listener.accept() => {
-                let Ok((stream, _)) = accepted else { continue };
-                let app = app.clone();
-                let svc = service_fn(move |req| {
-                    let app = app.clone();
-                    async move { Ok::<_, Infallible>(handle(&app, req)) }
-                });
-                let conn = builder.serve_connection(TokioIo::new(stream), svc).into_owned();
-                tokio::spawn(async move { let _ = conn.await; });
-            }
-            _ = shutdown.changed() => break,
-        }
+        let Ok((stream, _)) = listener.accept().await else { continue };
+        let app = app.clone();
+        let svc = service_fn(move |req| {
+            let app = app.clone();
+            async move { Ok::<_, Infallible>(handle(&app, req)) }
+        });
+        let conn = builder.serve_connection(TokioIo::new(stream), svc).into_owned();
+        // Admin requests are tiny; a client that stalls is dropped after a while.
+        tokio::spawn(async move {
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(30), conn).await;
+        });
     }
 }
 
@@ -49,7 +47,13 @@ fn text(status: StatusCode, content_type: &'static str, body: String) -> Respons
 fn authorized(app: &App, req: &Request<Incoming>) -> bool {
     let snap = app.snapshot.load();
     let Some(token) = &snap.config.admin.token else { return true };
-    let given = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
+    let given = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim());
     match given {
         Some(g) => constant_time_eq(g.as_bytes(), token.expose().as_bytes()),
         None => false,
@@ -104,6 +108,8 @@ fn endpoint(app: &App, req: Request<Incoming>, request_id: &str) -> Response<Bod
                 }
             }
         }
+        (_, "/reload") => ProxyError::MethodNotAllowed("POST").into_response(request_id, false),
+        (_, "/healthz" | "/readyz" | "/metrics" | "/config") => ProxyError::MethodNotAllowed("GET").into_response(request_id, false),
         (_, p) => ProxyError::RouteNotFound(format!("admin endpoint {p}")).into_response(request_id, false),
     }
 }

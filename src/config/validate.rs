@@ -161,8 +161,15 @@ pub fn validate(raw: RawConfig, loc: &Locator) -> Result<Config, ConfigErrors> {
             }
         }
     };
-    if let (Some(a), true) = (admin_listen, listen.iter().any(|l| Some(*l) == admin_listen && l.port() != 0)) {
-        p("admin.listen", format!("{a} is also in server.listen"));
+    if let Some(a) = admin_listen {
+        if let Some(l) = listen.iter().find(|l| overlaps(l, &a)) {
+            p("admin.listen", format!("{a} overlaps server.listen {l}"));
+        }
+    }
+    for (i, a) in listen.iter().enumerate() {
+        if let Some(b) = listen[..i].iter().find(|b| overlaps(b, a)) {
+            p("server.listen", format!("{a} overlaps {b}"));
+        }
     }
     let admin_token = match &raw.admin.token {
         None => None,
@@ -174,6 +181,10 @@ pub fn validate(raw: RawConfig, loc: &Locator) -> Result<Config, ConfigErrors> {
             }
         },
     };
+
+    if raw.cache.max_bytes.0 == 0 {
+        p("cache.max_bytes", "must be greater than zero".into());
+    }
 
     // [log]
     if let Err(e) = tracing_subscriber::EnvFilter::try_new(&raw.log.level) {
@@ -266,6 +277,9 @@ pub fn validate(raw: RawConfig, loc: &Locator) -> Result<Config, ConfigErrors> {
             },
             _ => {}
         }
+        if m.vod_ttl.0.is_zero() {
+            p(&format!("{key}.manifest.vod_ttl"), "must be greater than zero".into());
+        }
         if m.max_bytes.0 == 0 {
             p(&format!("{key}.manifest.max_bytes"), "must be greater than zero".into());
         }
@@ -296,6 +310,15 @@ pub fn validate(raw: RawConfig, loc: &Locator) -> Result<Config, ConfigErrors> {
         routes,
         raw,
     })
+}
+
+/// Two listen addresses that could not both be bound: same port (not 0) and the same
+/// IP, or either one the unspecified address of the same family.
+fn overlaps(a: &SocketAddr, b: &SocketAddr) -> bool {
+    a.port() != 0
+        && a.port() == b.port()
+        && a.is_ipv4() == b.is_ipv4()
+        && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified())
 }
 
 /// Parses one origin url: `http://host[:port][/base]` or `file:///absolute/dir`.

@@ -46,7 +46,7 @@ impl Drop for ConnGuard {
 /// Serves one listener until `shutdown` flips, then drains its connections for up to
 /// `grace`. Returns the number of connections cut off when the grace ran out.
 pub async fn serve(listener: TcpListener, app: Arc<App>, settings: ServerSettings, mut shutdown: watch::Receiver<bool>) -> usize {
-    let builder = connection_builder(&settings);
+    let builder = Arc::new(connection_builder(&settings));
     let graceful = GracefulShutdown::new();
     loop {
         tokio::select! {
@@ -61,6 +61,7 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, settings: ServerSetting
                     }
                 };
                 let _ = stream.set_nodelay(true);
+                let first_byte_timeout = settings.header_read_timeout;
                 app.metrics.open_connections.fetch_add(1, Relaxed);
                 app.metrics.connections_total.fetch_add(1, Relaxed);
                 let guard = ConnGuard(app.clone());
@@ -69,11 +70,19 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, settings: ServerSetting
                     let app = svc_app.clone();
                     async move { Ok::<_, Infallible>(app.handle(req, peer).await) }
                 });
-                let conn = builder.serve_connection(TokioIo::new(stream), svc).into_owned();
-                let watched = graceful.watch(conn);
+                let watcher = graceful.watcher();
+                let builder = builder.clone();
                 tokio::spawn(async move {
                     let _guard = guard;
-                    if let Err(e) = watched.await {
+                    // hyper's header_read_timeout starts with the first byte; a connection
+                    // that never sends one must not hold a socket forever.
+                    let mut probe = [0u8; 1];
+                    match tokio::time::timeout(first_byte_timeout, stream.peek(&mut probe)).await {
+                        Ok(Ok(n)) if n > 0 => {}
+                        _ => return,
+                    }
+                    let conn = builder.serve_connection(TokioIo::new(stream), svc).into_owned();
+                    if let Err(e) = watcher.watch(conn).await {
                         tracing::debug!(%peer, error = %e, "connection ended with an error");
                     }
                 });

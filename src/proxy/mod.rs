@@ -34,9 +34,16 @@ pub fn check_path(path: &str) -> Result<(), ProxyError> {
     Ok(())
 }
 
-/// Sends the request to the route's origin.
-pub async fn forward(route: &Route, req: Request<Incoming>, peer: IpAddr, host: Option<String>) -> Result<Upstream, ProxyError> {
+/// Sends the request to the route's origin, carrying the request id so that origin logs
+/// can be joined with ours.
+pub async fn forward(route: &Route, req: Request<Incoming>, peer: IpAddr, request_id: &HeaderValue) -> Result<Upstream, ProxyError> {
     let (parts, body) = req.into_parts();
+    // X-Forwarded-Host carries the host as the client wrote it, port included.
+    let host = parts
+        .uri
+        .authority()
+        .map(|a| a.as_str().to_owned())
+        .or_else(|| parts.headers.get(http::header::HOST).and_then(|v| v.to_str().ok()).map(str::to_owned));
     let path = parts.uri.path();
     let upstream_path = route.upstream_path(path);
     let path_len = upstream_path.len();
@@ -46,6 +53,7 @@ pub async fn forward(route: &Route, req: Request<Incoming>, peer: IpAddr, host: 
     };
     let mut headers = parts.headers;
     headers::to_upstream(&mut headers, parts.version, peer, host.as_deref());
+    headers.insert(crate::app::X_REQUEST_ID, request_id.clone());
     let body_empty = http_body::Body::is_end_stream(&body);
     let out =
         Outbound { method: parts.method, path_and_query, path_len, headers, body: body.map_err(Into::into).boxed_unsync(), body_empty };

@@ -73,6 +73,9 @@ pub struct ObservedBody {
     inner: Body,
     bytes: u64,
     idle: Option<(Duration, Pin<Box<Sleep>>)>,
+    /// True while the last poll returned `Pending`: we are waiting on the origin. Time in
+    /// which the client does not poll (backpressure from a slow viewer) is not idle time.
+    waiting: bool,
     record: Option<Box<RequestRecord>>,
 }
 
@@ -80,7 +83,7 @@ impl ObservedBody {
     /// Wraps `inner`. With `idle`, a pause longer than that between frames aborts the body.
     pub fn new(inner: Body, record: RequestRecord, idle: Option<Duration>) -> Self {
         let idle = idle.map(|d| (d, Box::pin(tokio::time::sleep(d))));
-        Self { inner, bytes: 0, idle, record: Some(Box::new(record)) }
+        Self { inner, bytes: 0, idle, waiting: false, record: Some(Box::new(record)) }
     }
 
     fn finish(&mut self, outcome: Outcome) {
@@ -116,13 +119,14 @@ impl HttpBody for ObservedBody {
 
     fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = &mut *self;
-        match Pin::new(&mut this.inner).poll_frame(cx) {
+        let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        if polled.is_ready() {
+            this.waiting = false;
+        }
+        match polled {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(data) = frame.data_ref() {
                     this.bytes += data.len() as u64;
-                }
-                if let Some((d, sleep)) = &mut this.idle {
-                    sleep.as_mut().reset(tokio::time::Instant::now() + *d);
                 }
                 Poll::Ready(Some(Ok(frame)))
             }
@@ -136,6 +140,11 @@ impl HttpBody for ObservedBody {
             }
             Poll::Pending => {
                 if let Some((d, sleep)) = &mut this.idle {
+                    if !this.waiting {
+                        // A new wait on the origin starts now.
+                        this.waiting = true;
+                        sleep.as_mut().reset(tokio::time::Instant::now() + *d);
+                    }
                     if sleep.as_mut().poll(cx).is_ready() {
                         let d = *d;
                         this.finish(Outcome::IdleTimeout);

@@ -139,7 +139,7 @@ fn etag_matches(list: &str, etag: &str) -> bool {
 /// Serves one request from a file root.
 pub async fn serve(root: &Path, method: &Method, raw_path: &str, headers: &HeaderMap) -> Result<Response<Body>, ProxyError> {
     if method != Method::GET && method != Method::HEAD {
-        return Err(ProxyError::MethodNotAllowed);
+        return Err(ProxyError::MethodNotAllowed("GET, HEAD"));
     }
     let candidate = resolve_path(root, raw_path)?;
     // Symlinks may point anywhere; only targets inside the root are served.

@@ -110,7 +110,8 @@ impl OriginPool {
     }
 
     /// Sends the request to one url of the pool; on a connect failure of an idempotent
-    /// request with an empty body, tries the next url, up to `retries` more times.
+    /// request with an empty body, tries the next url (the same one in a pool of one), up
+    /// to `retries` more times.
     pub async fn send(&self, out: Outbound) -> Result<Upstream, ProxyError> {
         let path = &out.path_and_query[..out.path_len];
         match &self.targets {
@@ -123,7 +124,7 @@ impl OriginPool {
             }
             Targets::Http { targets, client } => {
                 let idempotent = matches!(out.method, Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE) && out.body_empty;
-                let attempts = if idempotent { (1 + self.retries as usize).min(targets.len()) } else { 1 };
+                let attempts = if idempotent { 1 + self.retries as usize } else { 1 };
                 let mut order = self.balancer.order(path);
                 let Outbound { method, path_and_query, mut headers, body, .. } = out;
                 let mut body = Some(body);

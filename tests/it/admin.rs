@@ -32,6 +32,9 @@ async fn health_readiness_and_metrics() {
         assert!(text.contains(want), "missing {want:?} in:\n{text}");
     }
     get(&admin("/nope")).await.assert_problem(404, "route_not_found");
+    let r = get(&admin("/reload")).await;
+    r.assert_problem(405, "method_not_allowed");
+    assert_eq!(r.headers["allow"], "POST");
 }
 
 #[tokio::test]
@@ -71,8 +74,8 @@ async fn reload_needs_the_token_and_keeps_old_config_on_error() {
     r.assert_problem(401, "unauthorized");
     let r = send(Method::POST, &format!("http://{admin}/reload"), &[("authorization", "Bearer wrong")]).await;
     assert_eq!(r.status, 401);
-    let r = send(Method::POST, &format!("http://{admin}/reload"), &[("authorization", "Bearer s3cret")]).await;
-    assert_eq!(r.status, 200, "{}", r.text());
+    let r = send(Method::POST, &format!("http://{admin}/reload"), &[("authorization", "bearer s3cret")]).await;
+    assert_eq!(r.status, 200, "the auth scheme is case-insensitive: {}", r.text());
     assert_eq!(get(&url).await.text(), "origin b");
 
     // A broken file is refused; the running config stays.

@@ -95,6 +95,18 @@ fn environment_overrides_files() {
 }
 
 #[test]
+fn overlapping_listen_addresses() {
+    let cfg = write_config(
+        "overlap.toml",
+        "[server]\nlisten = [\"0.0.0.0:18999\", \"127.0.0.1:18999\"]\n[admin]\nlisten = \"127.0.0.1:18999\"\n",
+    );
+    let (code, _, err) = run_bin(&["check", "-c", cfg.to_str().unwrap()], &[]);
+    assert_eq!(code, 2);
+    assert!(err.contains("server.listen: 127.0.0.1:18999 overlaps 0.0.0.0:18999"), "{err}");
+    assert!(err.contains("admin.listen: 127.0.0.1:18999 overlaps server.listen"), "{err}");
+}
+
+#[test]
 fn missing_file_and_bad_extension() {
     let (code, _, err) = run_bin(&["check", "-c", "/nonexistent/streamgate.toml"], &[]);
     assert_eq!(code, 2);

@@ -94,6 +94,22 @@ async fn slow_request_heads_are_cut_off_without_hurting_others() {
 }
 
 #[tokio::test]
+async fn connections_that_never_speak_are_closed() {
+    let o = TestOrigin::start("o").await;
+    let p = Proxy::start(&format!(
+        "[server]\nlisten = [\"127.0.0.1:0\"]\nheader_read_timeout = \"300ms\"\n[origins.o]\nurls = [\"{}\"]\n[routes.r]\nprefix = \"/\"\norigin = \"o\"\n",
+        o.url()
+    ))
+    .await;
+    let mut silent = TcpStream::connect(p.addr).await.unwrap();
+    let started = Instant::now();
+    let mut buf = [0u8; 16];
+    let r = tokio::time::timeout(Duration::from_secs(10), silent.read(&mut buf)).await;
+    assert!(matches!(r, Ok(Ok(0)) | Ok(Err(_))), "silent connection still open: {r:?}");
+    assert!(started.elapsed() >= Duration::from_millis(250));
+}
+
+#[tokio::test]
 async fn sigterm_drains_in_flight_requests_then_exits_zero() {
     let o = TestOrigin::start("o").await;
     let cfg = write_config(

@@ -17,7 +17,8 @@ async fn request_headers_to_the_origin() {
         Method::GET,
         &p.url("/echo/x?a=1"),
         &[
-            ("host", "video.example.com"),
+            ("host", "video.example.com:8443"),
+            ("x-request-id", "trace-me-7"),
             ("connection", "keep-alive, x-drop-me"),
             ("x-drop-me", "secret"),
             ("keep-alive", "timeout=5"),
@@ -37,7 +38,9 @@ async fn request_headers_to_the_origin() {
     assert_eq!(h["via"], "1.1 streamgate");
     assert_eq!(h["x-forwarded-for"], "203.0.113.9, 127.0.0.1");
     assert_eq!(h["x-forwarded-proto"], "http");
-    assert_eq!(h["x-forwarded-host"], "video.example.com");
+    assert_eq!(h["x-forwarded-host"], "video.example.com:8443");
+    assert_eq!(h["x-request-id"], "trace-me-7", "the origin sees the request id");
+    assert_eq!(r.headers["x-request-id"], "trace-me-7");
 }
 
 #[tokio::test]
@@ -60,9 +63,11 @@ async fn request_ids_are_echoed_or_made() {
     let b = get(&p.url("/x")).await.headers["x-request-id"].clone();
     assert_ne!(a, b);
     assert!(!a.is_empty());
-    // The origin sees the request as sent; the id is added to what the client gets.
-    let r = send(Method::GET, &p.url("/x"), &[("x-request-id", "bad id with spaces")]).await;
-    assert_ne!(r.headers["x-request-id"], "bad id with spaces");
+    // An id we refuse is replaced, for the client and the origin alike.
+    let r = send(Method::GET, &p.url("/echo/x"), &[("x-request-id", "bad id with spaces")]).await;
+    let made = r.headers["x-request-id"].to_str().unwrap().to_owned();
+    assert_ne!(made, "bad id with spaces");
+    assert_eq!(r.json()["headers"]["x-request-id"], made.as_str());
 }
 
 #[tokio::test]

@@ -57,6 +57,25 @@ async fn origin_reset_midway_resets_the_h2_stream() {
 }
 
 #[tokio::test]
+async fn a_slow_client_is_not_an_idle_origin() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (_o, p) = setup("idle_timeout = \"300ms\"").await;
+    let n = 16 * 1024 * 1024;
+    let mut s = tokio::net::TcpStream::connect(p.addr).await.unwrap();
+    s.write_all(format!("GET /bytes/{n} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes()).await.unwrap();
+    let mut first = vec![0u8; 64 * 1024];
+    s.read_exact(&mut first).await.unwrap();
+    // The viewer stops reading for longer than the idle timeout (backpressure all the way
+    // to the origin); this is the client's pause, not the origin's.
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let mut rest = Vec::new();
+    s.read_to_end(&mut rest).await.unwrap();
+    let wire = [first, rest].concat();
+    let head_end = wire.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    assert_eq!(wire.len() - head_end, n, "the body was cut short");
+}
+
+#[tokio::test]
 async fn stalled_origin_body_is_aborted_after_idle_timeout() {
     let (_o, p) = setup("idle_timeout = \"400ms\"").await;
     let start = Instant::now();

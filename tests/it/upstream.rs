@@ -76,6 +76,16 @@ async fn every_url_down_is_502_upstream_unavailable() {
 }
 
 #[tokio::test]
+async fn a_pool_of_one_retries_the_same_url() {
+    let dead = closed_port().await;
+    let p = Proxy::start(&one_route(&format!("[origins.o]\nurls = [\"http://{dead}\"]\nretries = 2\n"))).await;
+    get(&p.url("/x")).await.assert_problem(502, "upstream_unavailable");
+    let m = get(&format!("http://{}/metrics", p.admin)).await.text();
+    assert!(m.contains("streamgate_upstream_requests_total{origin=\"o\"} 3"), "{m}");
+    assert!(m.contains("streamgate_upstream_errors_total{origin=\"o\",kind=\"connect\"} 3"), "{m}");
+}
+
+#[tokio::test]
 async fn slow_response_head_is_504_upstream_timeout() {
     let o = TestOrigin::start("o").await;
     let p = Proxy::start(&one_route(&format!("[origins.o]\nurls = [\"{}\"]\nresponse_timeout = \"300ms\"\n", o.url()))).await;
