@@ -39,7 +39,7 @@ impl SecretRef {
         let value = if let Some(name) = self.0.strip_prefix("env:") {
             std::env::var(name).map_err(|_| SecretError::MissingEnv(name.to_owned()))?
         } else if let Some(path) = self.0.strip_prefix("file:") {
-            std::fs::read_to_string(path)
+            read_small(path)
                 .map_err(|source| SecretError::File { path: path.to_owned(), source })?
                 .trim_end_matches(['\r', '\n'])
                 .to_owned()
@@ -60,6 +60,20 @@ impl SecretRef {
             "[redacted]"
         }
     }
+}
+
+/// Largest secret file read: keys and tokens are small, and `file:/dev/zero` must not
+/// exhaust memory.
+const MAX_SECRET_FILE: u64 = 1 << 20;
+
+fn read_small(path: &str) -> std::io::Result<String> {
+    use std::io::Read;
+    let mut s = String::new();
+    std::fs::File::open(path)?.take(MAX_SECRET_FILE + 1).read_to_string(&mut s)?;
+    if s.len() as u64 > MAX_SECRET_FILE {
+        return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, "secret file larger than 1 MiB"));
+    }
+    Ok(s)
 }
 
 impl Secret {
@@ -114,5 +128,7 @@ mod tests {
         assert!(matches!(s.resolve(), Err(SecretError::MissingEnv(_))));
         let f = SecretRef("file:/nonexistent/secret".into());
         assert!(matches!(f.resolve(), Err(SecretError::File { .. })));
+        let z = SecretRef("file:/dev/zero".into());
+        assert!(matches!(z.resolve(), Err(SecretError::File { .. })), "endless files are refused");
     }
 }
