@@ -28,8 +28,10 @@ use crate::error::{ErrorCode, ProxyError};
 use crate::proxy;
 use crate::routing::request_host;
 use crate::snapshot::Snapshot;
+use crate::stream;
 use crate::telemetry::access_log::{ObservedBody, RequestRecord};
 use crate::telemetry::metrics::Metrics;
+use crate::upstream::Upstream;
 
 /// `x-request-id`.
 pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -160,13 +162,37 @@ impl App {
         let fail = |e: ProxyError| (e, route.name.clone(), route.stats.clone());
         proxy::check_path(path).map_err(fail)?;
 
-        // 4. forward
-        let up = proxy::forward(route, req, peer.ip(), request_id).await.map_err(fail)?;
-        let idle = up.streamed.then_some(route.origin.idle_timeout);
-        let upstream = up.url.clone();
+        // 4. authorize: signed-URL tokens
+        stream::verify_token(route, path, req.uri().query(), req.headers()).map_err(fail)?;
 
-        // 5. respond
-        let response = proxy::respond(up, request_id);
+        // 5. forward, without streamgate's own query parameters
+        let mut prepared = stream::prepare(route, req.uri().query()).map_err(fail)?;
+        let manifests = stream::active(route, &prepared);
+        let method = req.method().clone();
+        let public_path = if manifests { path.to_owned() } else { String::new() };
+        let query = prepared.upstream_query.take();
+        let (up, upstream_path) = proxy::forward(route, req, peer.ip(), request_id, query, manifests).await.map_err(fail)?;
+        let Upstream { response, url: upstream, streamed } = up;
+        let idle = streamed.then_some(route.origin.idle_timeout);
+
+        // 6. transform manifests (everything else streams through)
+        let response = if manifests {
+            let ctx = stream::ManifestContext {
+                route,
+                method: &method,
+                public_path: &public_path,
+                upstream_path: &upstream_path,
+                prepared: &prepared,
+                read_timeout: route.origin.response_timeout,
+                origin_url: stream::origin_url(&upstream, &upstream_path),
+            };
+            stream::respond(&ctx, response).await.map_err(fail)?
+        } else {
+            response
+        };
+
+        // 7. respond
+        let response = proxy::respond(response, request_id);
         Ok(Done {
             response,
             route: route.name.clone(),

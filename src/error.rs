@@ -44,6 +44,15 @@ pub enum ProxyError {
     /// 401 `unauthorized`: admin endpoints that need the admin token.
     #[error("a valid admin bearer token is required")]
     Unauthorized,
+    /// 403 `forbidden`: a signed-URL token is missing, expired or wrong.
+    #[error("{0}")]
+    Forbidden(String),
+    /// 502 `manifest_invalid`: the origin's manifest cannot be parsed; never half-served.
+    #[error("{0}")]
+    ManifestInvalid(String),
+    /// 502 `manifest_too_large`: the origin's manifest exceeds `manifest.max_bytes`.
+    #[error("the origin's manifest exceeds the limit of {0} bytes")]
+    ManifestTooLarge(u64),
     /// 500 `internal`: a bug or an I/O failure on our side.
     #[error("{0}")]
     Internal(String),
@@ -65,6 +74,8 @@ impl ProxyError {
             ProxyError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ProxyError::RangeNotSatisfiable(_) => StatusCode::RANGE_NOT_SATISFIABLE,
             ProxyError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ProxyError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ProxyError::ManifestInvalid(_) | ProxyError::ManifestTooLarge(_) => StatusCode::BAD_GATEWAY,
             ProxyError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -81,6 +92,9 @@ impl ProxyError {
             ProxyError::MethodNotAllowed(_) => "method_not_allowed",
             ProxyError::RangeNotSatisfiable(_) => "range_not_satisfiable",
             ProxyError::Unauthorized => "unauthorized",
+            ProxyError::Forbidden(_) => "forbidden",
+            ProxyError::ManifestInvalid(_) => "manifest_invalid",
+            ProxyError::ManifestTooLarge(_) => "manifest_too_large",
             ProxyError::Internal(_) => "internal",
         }
     }
@@ -96,6 +110,9 @@ impl ProxyError {
             ProxyError::MethodNotAllowed(_) => "Method not allowed",
             ProxyError::RangeNotSatisfiable(_) => "Range not satisfiable",
             ProxyError::Unauthorized => "Unauthorized",
+            ProxyError::Forbidden(_) => "Forbidden",
+            ProxyError::ManifestInvalid(_) => "Invalid manifest from origin",
+            ProxyError::ManifestTooLarge(_) => "Manifest too large",
             ProxyError::Internal(_) => "Internal error",
         }
     }

@@ -14,6 +14,7 @@ pub mod error;
 pub mod proxy;
 pub mod routing;
 pub mod snapshot;
+pub mod stream;
 pub mod telemetry;
 pub mod upstream;
 
@@ -168,4 +169,37 @@ async fn wait_for_stop_signal() {
 #[cfg(not(unix))]
 async fn wait_for_signals(_running: &Running) {
     let _ = tokio::signal::ctrl_c().await;
+}
+
+/// Why `streamgate rewrite` failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RewriteError {
+    /// Unknown route, unusable URL, unknown format: exit 2.
+    #[error("{0}")]
+    Usage(String),
+    /// The manifest was refused as the proxy would refuse it: exit 1.
+    #[error("{0}")]
+    Manifest(error::ProxyError),
+}
+
+/// `streamgate rewrite`: runs one manifest through a route's transformation offline.
+pub fn rewrite_once(config: Config, route: &str, url: &str, input: &[u8]) -> Result<Vec<u8>, RewriteError> {
+    let snapshot = Snapshot::build(config, &Metrics::default());
+    let r = snapshot.routes.iter().find(|r| &*r.name == route).ok_or_else(|| RewriteError::Usage(format!("no route named {route:?}")))?;
+    let parts = streamgate_manifest::url::split(url);
+    if parts.scheme.is_none() || parts.authority.is_none() {
+        return Err(RewriteError::Usage(format!("--url {url:?} must be an absolute URL (the manifest's origin URL)")));
+    }
+    let format = streamgate_manifest::detect(None, parts.path)
+        .or_else(|| {
+            [streamgate_manifest::Format::Hls, streamgate_manifest::Format::Dash]
+                .into_iter()
+                .find(|f| streamgate_manifest::detect::sniff(*f, input))
+        })
+        .ok_or_else(|| RewriteError::Usage("cannot tell HLS from DASH: name the URL .m3u8 or .mpd".into()))?;
+    // The public path a client would have asked for: the route prefix over the origin path.
+    let public_path = if r.strip_prefix { format!("{}{}", r.prefix.trim_end_matches('/'), parts.path) } else { parts.path.to_owned() };
+    let prepared = stream::prepare(r, parts.query).map_err(RewriteError::Manifest)?;
+    let origin_url = format!("{}://{}{}", parts.scheme.unwrap_or("http"), parts.authority.unwrap_or(""), parts.path);
+    stream::transform_manifest(r, format, &origin_url, &public_path, &prepared, input).map_err(RewriteError::Manifest)
 }

@@ -22,6 +22,19 @@ enum Command {
         #[arg(short = 'c', long = "config", value_name = "FILE")]
         config: Vec<PathBuf>,
     },
+    /// Run one manifest (stdin) through a route's transformation and print the result.
+    Rewrite {
+        /// The route whose rules apply.
+        #[arg(long)]
+        route: String,
+        /// The manifest's origin URL (the base of its relative children; its query is
+        /// read like a client's: filters, propagated values).
+        #[arg(long)]
+        url: String,
+        /// Config files (TOML or YAML), merged in order; STREAMGATE_* env vars on top.
+        #[arg(short = 'c', long = "config", value_name = "FILE")]
+        config: Vec<PathBuf>,
+    },
     /// Load, merge and validate config; print every problem; exit 0 valid, 2 invalid.
     Check {
         /// Config files (TOML or YAML), merged in order; STREAMGATE_* env vars on top.
@@ -60,6 +73,36 @@ fn main() -> ExitCode {
                     }
                     eprintln!("{} problem(s) found", errors.0.len());
                     ExitCode::from(2)
+                }
+            }
+        }
+        Command::Rewrite { route, url, config: files } => {
+            let cfg = match config::load_and_validate(&source(files)) {
+                Ok(c) => c,
+                Err(errors) => {
+                    for p in &errors.0 {
+                        eprintln!("error: {p}");
+                    }
+                    return ExitCode::from(2);
+                }
+            };
+            let mut input = Vec::new();
+            if let Err(e) = std::io::Read::read_to_end(&mut std::io::stdin(), &mut input) {
+                eprintln!("error: cannot read stdin: {e}");
+                return ExitCode::from(1);
+            }
+            match streamgate::rewrite_once(cfg, &route, &url, &input) {
+                Ok(out) => {
+                    let _ = std::io::Write::write_all(&mut std::io::stdout(), &out);
+                    ExitCode::SUCCESS
+                }
+                Err(streamgate::RewriteError::Usage(msg)) => {
+                    eprintln!("error: {msg}");
+                    ExitCode::from(2)
+                }
+                Err(streamgate::RewriteError::Manifest(e)) => {
+                    eprintln!("error: {} ({}): {e}", e.code(), e.status());
+                    ExitCode::from(1)
                 }
             }
         }

@@ -3,6 +3,9 @@
 
 use std::sync::Arc;
 
+use streamgate_manifest::token::AkamaiKey;
+use streamgate_manifest::{Filter, Mapper};
+
 use crate::config::schema::ManifestConfig;
 use crate::telemetry::metrics::RouteStats;
 use crate::upstream::OriginPool;
@@ -23,6 +26,24 @@ pub struct Route {
     pub manifest: ManifestConfig,
     /// Counters.
     pub stats: Arc<RouteStats>,
+    /// How child URLs in this route's manifests map.
+    pub mapper: Mapper,
+    /// The static rendition filter.
+    pub filter: Option<Filter>,
+    /// Signed child URLs.
+    pub tokenize: Option<RouteToken>,
+}
+
+/// `[routes.X.tokenize]`, compiled.
+pub struct RouteToken {
+    /// The decoded HMAC key.
+    pub key: AkamaiKey,
+    /// Token lifetime in seconds.
+    pub ttl: u64,
+    /// Require a valid token on every request.
+    pub verify: bool,
+    /// Query parameter / cookie name.
+    pub param: String,
 }
 
 impl Route {

@@ -5,8 +5,12 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use crate::config::Config;
-use crate::routing::{Route, RouteTable};
+use streamgate_manifest::token::AkamaiKey;
+use streamgate_manifest::{Filter, Mapper, Mode, OriginId, RouteTarget};
+
+use crate::config::schema::{FilterConfig, RewriteMode};
+use crate::config::{Config, RouteSettings};
+use crate::routing::{Route, RouteTable, RouteToken};
 use crate::telemetry::metrics::Metrics;
 use crate::upstream::OriginPool;
 
@@ -25,11 +29,27 @@ impl Snapshot {
     pub fn build(config: Config, metrics: &Metrics) -> Self {
         let origins: HashMap<String, Arc<OriginPool>> =
             config.origins.iter().map(|(name, o)| (name.clone(), Arc::new(OriginPool::new(o, metrics)))).collect();
+        let targets: Vec<(String, RouteTarget)> = config.routes.iter().map(|r| (r.name.clone(), target(&config, r))).collect();
         let routes = config
             .routes
             .iter()
             .filter_map(|r| {
                 let origin = origins.get(&r.origin)?.clone();
+                let own = targets.iter().find(|(n, _)| n == &r.name).map(|(_, t)| t.clone())?;
+                let others = targets.iter().filter(|(n, _)| n != &r.name).map(|(_, t)| t.clone()).collect();
+                let mode = match r.manifest.rewrite {
+                    RewriteMode::Proxy => Mode::Proxy,
+                    RewriteMode::Cdn => Mode::Cdn,
+                    RewriteMode::None => Mode::None,
+                };
+                let tokenize = r.tokenize.as_ref().and_then(|t| {
+                    Some(RouteToken {
+                        key: AkamaiKey::from_hex(t.key.expose()).ok()?,
+                        ttl: t.ttl.as_secs().max(1),
+                        verify: t.verify,
+                        param: t.param.clone(),
+                    })
+                });
                 Some(Arc::new(Route {
                     name: r.name.as_str().into(),
                     prefix: r.prefix.clone(),
@@ -38,9 +58,45 @@ impl Snapshot {
                     origin,
                     manifest: r.manifest.clone(),
                     stats: metrics.route(&r.name),
+                    mapper: Mapper::new(mode, r.manifest.cdn_base.as_deref(), own, others),
+                    filter: r.manifest.filter.as_ref().map(filter_of).filter(|f| !f.is_empty()),
+                    tokenize,
                 }))
             })
             .collect();
         Self { config: Arc::new(config), routes: RouteTable::new(routes), origins }
+    }
+}
+
+/// The name under which file origins' manifests are resolved: their children map like
+/// those of any origin, and the name can never be reached on the network.
+pub const FILE_ORIGIN_BASE: &str = "http://file-origin.invalid";
+
+/// The origins (urls and aliases) and public prefix of a route, for URL mapping.
+fn target(config: &Config, r: &RouteSettings) -> RouteTarget {
+    let mut origins = Vec::new();
+    if let Some(o) = config.origins.get(&r.origin) {
+        for u in &o.urls {
+            match u {
+                crate::config::OriginUrl::Http { .. } => origins.extend(OriginId::parse(&u.to_string())),
+                crate::config::OriginUrl::File { .. } => origins.extend(OriginId::parse(FILE_ORIGIN_BASE)),
+            }
+        }
+        for a in &o.aliases {
+            origins.extend(OriginId::parse(&a.to_string()));
+        }
+    }
+    RouteTarget { origins, prefix: r.prefix.clone(), strip_prefix: r.strip_prefix }
+}
+
+/// A configured filter as the manifest crate's type.
+pub fn filter_of(f: &FilterConfig) -> Filter {
+    Filter {
+        min_bandwidth: f.min_bandwidth,
+        max_bandwidth: f.max_bandwidth,
+        max_height: f.max_height,
+        max_width: f.max_width,
+        codecs: f.codecs.clone(),
+        max_frame_rate: f.max_frame_rate,
     }
 }

@@ -179,6 +179,70 @@ pub struct RouteConfig {
     pub host: Option<String>,
     /// Manifest handling.
     pub manifest: ManifestConfig,
+    /// Signed child URLs (and, with `verify`, required tokens on this route).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tokenize: Option<TokenizeConfig>,
+}
+
+/// Token format of `[routes.X.tokenize]`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TokenFormat {
+    /// Akamai EdgeAuth v2 (`hdnts=st=…~exp=…~acl=…~hmac=…`).
+    #[default]
+    Akamai,
+}
+
+/// `[routes.X.tokenize]`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TokenizeConfig {
+    /// `akamai` (default).
+    pub format: TokenFormat,
+    /// HMAC key, hex. Required; a secret (`env:`/`file:`).
+    pub key: Option<SecretRef>,
+    /// Token lifetime. Default `6h`.
+    pub ttl: ConfigDuration,
+    /// Require a valid token on every request to this route. Default `false`.
+    pub verify: bool,
+    /// Query parameter (and cookie) name of the token. Default `hdnts`.
+    pub param: String,
+}
+
+impl Default for TokenizeConfig {
+    fn default() -> Self {
+        Self {
+            format: TokenFormat::Akamai,
+            key: None,
+            ttl: ConfigDuration(Duration::from_secs(6 * 3600)),
+            verify: false,
+            param: "hdnts".into(),
+        }
+    }
+}
+
+/// `manifest.filter`: renditions to keep.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FilterConfig {
+    /// Keep renditions with at least this bandwidth (bit/s).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub min_bandwidth: Option<u64>,
+    /// Keep renditions with at most this bandwidth (bit/s).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_bandwidth: Option<u64>,
+    /// Keep renditions at most this tall (pixels).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_height: Option<u64>,
+    /// Keep renditions at most this wide (pixels).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_width: Option<u64>,
+    /// Keep renditions whose codecs all start with one of these (`avc1`, `mp4a`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub codecs: Vec<String>,
+    /// Keep renditions with at most this frame rate.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_frame_rate: Option<f64>,
 }
 
 /// How child URLs in manifests are rewritten.
@@ -209,6 +273,14 @@ pub struct ManifestConfig {
     pub vod_ttl: ConfigDuration,
     /// Largest manifest accepted from the origin. Default `16MiB`.
     pub max_bytes: ByteSize,
+    /// Renditions to keep on this route. Default: all.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub filter: Option<FilterConfig>,
+    /// Accept per-request filters in the query (`sg.max_height=720`, ...). Default `false`.
+    pub allow_query_filters: bool,
+    /// Query parameters copied from the manifest request onto every child URL.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub propagate_query: Vec<String>,
 }
 
 impl Default for ManifestConfig {
@@ -219,6 +291,9 @@ impl Default for ManifestConfig {
             cache: true,
             vod_ttl: ConfigDuration(Duration::from_secs(600)),
             max_bytes: ByteSize(16 << 20),
+            filter: None,
+            allow_query_filters: false,
+            propagate_query: Vec::new(),
         }
     }
 }

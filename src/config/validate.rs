@@ -119,6 +119,21 @@ pub struct RouteSettings {
     pub strip_prefix: bool,
     /// Manifest settings.
     pub manifest: ManifestConfig,
+    /// Signed child URLs, with the key resolved.
+    pub tokenize: Option<TokenSettings>,
+}
+
+/// `[routes.X.tokenize]`, typed.
+#[derive(Debug, Clone)]
+pub struct TokenSettings {
+    /// HMAC key (hex, checked).
+    pub key: Secret,
+    /// Token lifetime.
+    pub ttl: Duration,
+    /// Require valid tokens on this route.
+    pub verify: bool,
+    /// Query parameter / cookie name.
+    pub param: String,
 }
 
 /// Checks everything and returns typed settings, or all problems found.
@@ -277,6 +292,48 @@ pub fn validate(raw: RawConfig, loc: &Locator) -> Result<Config, ConfigErrors> {
             },
             _ => {}
         }
+        if let Some(f) = &m.filter {
+            if f.codecs.iter().any(|c| c.trim().is_empty()) {
+                p(&format!("{key}.manifest.filter.codecs"), "codec prefixes must not be empty".into());
+            }
+            if f.max_frame_rate.is_some_and(|r| r.is_nan() || r <= 0.0) {
+                p(&format!("{key}.manifest.filter.max_frame_rate"), "must be greater than zero".into());
+            }
+        }
+        for q in &m.propagate_query {
+            if q.is_empty() || q.contains(['&', '=', '#', ' ']) {
+                p(&format!("{key}.manifest.propagate_query"), format!("{q:?} is not a query parameter name"));
+            }
+        }
+        let tokenize = match &r.tokenize {
+            None => None,
+            Some(t) => {
+                let tkey = format!("{key}.tokenize");
+                if t.ttl.0.is_zero() {
+                    p(&format!("{tkey}.ttl"), "must be greater than zero".into());
+                }
+                if t.param.is_empty() || t.param.contains(['&', '=', '#', ' ']) {
+                    p(&format!("{tkey}.param"), format!("{:?} is not a query parameter name", t.param));
+                }
+                match t.key.as_ref().map(|k| k.resolve()) {
+                    None => {
+                        p(&format!("{tkey}.key"), "is required (hex; use \"env:NAME\" or \"file:PATH\")".into());
+                        None
+                    }
+                    Some(Err(e)) => {
+                        p(&format!("{tkey}.key"), e.to_string());
+                        None
+                    }
+                    Some(Ok(secret)) => match streamgate_manifest::token::AkamaiKey::from_hex(secret.expose()) {
+                        Ok(_) => Some(TokenSettings { key: secret, ttl: t.ttl.0, verify: t.verify, param: t.param.clone() }),
+                        Err(e) => {
+                            p(&format!("{tkey}.key"), format!("not a usable hex key: {e}"));
+                            None
+                        }
+                    },
+                }
+            }
+        };
         if m.vod_ttl.0.is_zero() {
             p(&format!("{key}.manifest.vod_ttl"), "must be greater than zero".into());
         }
@@ -290,6 +347,7 @@ pub fn validate(raw: RawConfig, loc: &Locator) -> Result<Config, ConfigErrors> {
             origin: r.origin.clone(),
             strip_prefix: r.strip_prefix,
             manifest: m.clone(),
+            tokenize,
         });
     }
 

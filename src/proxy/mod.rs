@@ -35,8 +35,17 @@ pub fn check_path(path: &str) -> Result<(), ProxyError> {
 }
 
 /// Sends the request to the route's origin, carrying the request id so that origin logs
-/// can be joined with ours.
-pub async fn forward(route: &Route, req: Request<Incoming>, peer: IpAddr, request_id: &HeaderValue) -> Result<Upstream, ProxyError> {
+/// can be joined with ours. `query` replaces the client's query when streamgate took its
+/// own parameters out of it; `manifests` says whether manifest responses will be
+/// rewritten (then they are asked for uncompressed). Returns the path sent upstream too.
+pub async fn forward(
+    route: &Route,
+    req: Request<Incoming>,
+    peer: IpAddr,
+    request_id: &HeaderValue,
+    query: Option<Option<String>>,
+    manifests: bool,
+) -> Result<(Upstream, String), ProxyError> {
     let (parts, body) = req.into_parts();
     // X-Forwarded-Host carries the host as the client wrote it, port included.
     let host = parts
@@ -47,23 +56,41 @@ pub async fn forward(route: &Route, req: Request<Incoming>, peer: IpAddr, reques
     let path = parts.uri.path();
     let upstream_path = route.upstream_path(path);
     let path_len = upstream_path.len();
-    let path_and_query = match parts.uri.query() {
+    let upstream_path = upstream_path.into_owned();
+    let q = match &query {
+        Some(replaced) => replaced.as_deref(),
+        None => parts.uri.query(),
+    };
+    let path_and_query = match q {
         Some(q) => format!("{upstream_path}?{q}"),
-        None => upstream_path.into_owned(),
+        None => upstream_path.clone(),
     };
     let mut headers = parts.headers;
     headers::to_upstream(&mut headers, parts.version, peer, host.as_deref());
     headers.insert(crate::app::X_REQUEST_ID, request_id.clone());
+    if manifests && (upstream_path.ends_with(".m3u8") || upstream_path.ends_with(".mpd")) {
+        // Manifests are rewritten whole: they must arrive uncompressed and complete (a
+        // player's Range request gets the whole rewritten manifest with 200), and the
+        // client's validators describe our output, not the origin's.
+        for h in [
+            http::header::ACCEPT_ENCODING,
+            http::header::RANGE,
+            http::header::IF_RANGE,
+            http::header::IF_NONE_MATCH,
+            http::header::IF_MODIFIED_SINCE,
+        ] {
+            headers.remove(h);
+        }
+    }
     let body_empty = http_body::Body::is_end_stream(&body);
     let out =
         Outbound { method: parts.method, path_and_query, path_len, headers, body: body.map_err(Into::into).boxed_unsync(), body_empty };
-    route.origin.send(out).await
+    route.origin.send(out).await.map(|up| (up, upstream_path))
 }
 
 /// Turns the origin's response into the client's: hop-by-hop fields out, `Via` and the
 /// request id in.
-pub fn respond(up: Upstream, request_id: &HeaderValue) -> Response<Body> {
-    let mut resp = up.response;
+pub fn respond(mut resp: Response<Body>, request_id: &HeaderValue) -> Response<Body> {
     let version = resp.version();
     headers::to_client(resp.headers_mut(), version);
     resp.headers_mut().insert(crate::app::X_REQUEST_ID, request_id.clone());

@@ -41,7 +41,8 @@ pub struct OriginPool {
     pub name: Arc<str>,
     targets: Targets,
     balancer: Balancer,
-    response_timeout: Duration,
+    /// Time to the response head (also the deadline for reading a whole manifest).
+    pub response_timeout: Duration,
     /// Longest pause inside a response body.
     pub idle_timeout: Duration,
     retries: u32,

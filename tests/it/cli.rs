@@ -1,6 +1,6 @@
 //! The command line: `check` reports every problem with file, key and line; exit codes.
 
-use crate::support::{repo, run_bin, write_config};
+use crate::support::{repo, run_bin, run_bin_stdin, write_config};
 
 #[test]
 fn version_and_help() {
@@ -156,4 +156,29 @@ fn every_example_config_is_valid() {
     let (code, _, err) = run_bin(&["check"], &[]);
     assert_eq!(code, 0, "embedded default: {err}");
     assert!(checked >= 1, "no example configs found in {}", dir.display());
+}
+
+#[test]
+fn rewrite_runs_one_manifest_through_a_route() {
+    let cfg = write_config(
+        "rw.toml",
+        "[origins.o]\nurls = [\"http://127.0.0.1:1\"]\naliases = [\"http://origin.example.com\"]\n[routes.vod]\nprefix = \"/vod/\"\norigin = \"o\"\nstrip_prefix = true\n[routes.vod.manifest]\nrewrite = \"cdn\"\ncdn_base = \"https://cdn.example.com/v/\"\n",
+    );
+    let c = cfg.to_str().unwrap();
+    let playlist = b"#EXTM3U\n#EXT-X-TARGETDURATION:4\n#EXTINF:4,\nhttp://origin.example.com/a/s1.ts\n#EXTINF:4,\ns2.ts\n";
+    let (code, out, err) =
+        run_bin_stdin(&["rewrite", "--route", "vod", "--url", "http://origin.example.com/a/index.m3u8", "-c", c], playlist);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        String::from_utf8_lossy(&out),
+        "#EXTM3U\n#EXT-X-TARGETDURATION:4\n#EXTINF:4,\nhttps://cdn.example.com/v/a/s1.ts\n#EXTINF:4,\nhttps://cdn.example.com/v/a/s2.ts\n"
+    );
+    let (code, _, err) = run_bin_stdin(&["rewrite", "--route", "nope", "--url", "http://origin.example.com/a/i.m3u8", "-c", c], playlist);
+    assert_eq!(code, 2);
+    assert!(err.contains("no route named"), "{err}");
+    let (code, out, err) =
+        run_bin_stdin(&["rewrite", "--route", "vod", "--url", "http://origin.example.com/a/m.mpd", "-c", c], b"<MPD><Period>");
+    assert_eq!(code, 1);
+    assert!(out.is_empty(), "nothing half-written");
+    assert!(err.contains("manifest_invalid"), "{err}");
 }

@@ -63,3 +63,31 @@ async fn access_log_line_is_written_when_the_body_ends() {
     assert!(v["upstream"].as_str().unwrap().starts_with("file://"));
     assert!(!line.contains("do-not-log"), "query strings may carry secrets: {line}");
 }
+
+#[tokio::test]
+async fn ffmpeg_plays_with_signed_urls_required() {
+    assert!(ffmpeg_available(), "ffmpeg is required for this test; scripts/test installs it");
+    let key = "00112233445566778899aabbccddeeff";
+    let cfg = crate::support::write_config(
+        "signed.toml",
+        &format!(
+            "[server]\nlisten = [\"127.0.0.1:0\"]\n[admin]\nlisten = \"127.0.0.1:0\"\n[log]\naccess = false\n[origins.demo]\nurls = [\"file://{}/examples/media\"]\n[routes.demo]\nprefix = \"/demo/\"\norigin = \"demo\"\nstrip_prefix = true\n[routes.demo.tokenize]\nkey = \"{key}\"\nttl = \"10m\"\nverify = true\n",
+            crate::support::repo().display()
+        ),
+    );
+    let sg = Spawned::start(&["serve", "-c", cfg.to_str().unwrap()], &[]);
+    let base = format!("http://{}", sg.addr);
+    assert_eq!(get(&format!("{base}/demo/hls/master.m3u8")).await.status, 403);
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let k = streamgate_manifest::token::AkamaiKey::from_hex(key).unwrap();
+    let tok =
+        streamgate_manifest::token::generate(&k, "hdnts", &streamgate_manifest::token::TokenParams::acl("/demo/*", 600), now).unwrap();
+    let hls = format!("{base}/demo/hls/master.m3u8?{tok}");
+    let dash = format!("{base}/demo/dash/manifest.mpd?{tok}");
+    tokio::task::spawn_blocking(move || {
+        ffmpeg_plays(&hls);
+        ffmpeg_plays(&dash);
+    })
+    .await
+    .unwrap();
+}

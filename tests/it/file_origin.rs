@@ -33,7 +33,7 @@ fn tree() -> Tree {
 
 async fn proxy(t: &Tree) -> Proxy {
     Proxy::start(&format!(
-        "[origins.files]\nurls = [\"file://{}\"]\n[routes.media]\nprefix = \"/media/\"\norigin = \"files\"\nstrip_prefix = true\n",
+        "[origins.files]\nurls = [\"file://{}\"]\n[routes.media]\nprefix = \"/media/\"\norigin = \"files\"\nstrip_prefix = true\n[routes.media.manifest]\nrewrite = \"none\"\n",
         t.root.display()
     ))
     .await

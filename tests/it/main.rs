@@ -7,6 +7,7 @@ mod cli;
 mod demo;
 mod file_origin;
 mod listeners;
+mod manifests;
 mod proxying;
 mod routing;
 mod streaming;

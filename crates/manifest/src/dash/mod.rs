@@ -1,0 +1,490 @@
+//! DASH (ISO/IEC 23009-1): a streaming rewriter over quick-xml reader events. The input
+//! is copied event by event as raw bytes; only the URI sites SPEC names are replaced:
+//! `BaseURL` (every level), `Location`, `PatchLocation` (text), `SegmentTemplate@media`,
+//! `@initialization`, `@index`, `SegmentURL@media`, `@index`, `Initialization@sourceURL`,
+//! `RepresentationIndex@sourceURL` and `xlink:href` on any element. Everything else
+//! (namespaces and prefixes, comments, processing instructions, unknown elements,
+//! `$Number%05d$`-style template identifiers, whitespace) passes through byte for byte.
+//!
+//! Refused: DTDs (no entity expansion, ever), undeclared element prefixes, malformed
+//! XML, nesting deeper than [`MAX_DEPTH`] and more than [`MAX_ATTRS`] attributes on
+//! one element.
+
+use std::borrow::Cow;
+
+use quick_xml::events::{BytesStart, Event};
+use quick_xml::Reader;
+
+use crate::filter::Rendition;
+use crate::mapping::{decide, Base, Decision};
+use crate::{url, ManifestError, Plan};
+
+/// Deepest element nesting accepted.
+pub const MAX_DEPTH: usize = 64;
+/// Most attributes accepted on one element.
+pub const MAX_ATTRS: usize = 256;
+
+fn err(offset: u64, reason: impl Into<String>) -> ManifestError {
+    ManifestError::Dash { offset, reason: reason.into() }
+}
+
+/// Attributes that carry URLs, by element local name.
+fn uri_attrs(local: &[u8]) -> &'static [&'static str] {
+    match local {
+        b"SegmentTemplate" => &["media", "initialization", "index"],
+        b"SegmentURL" => &["media", "index"],
+        b"Initialization" | b"RepresentationIndex" => &["sourceURL"],
+        _ => &[],
+    }
+}
+
+fn is_text_uri(local: &[u8]) -> bool {
+    matches!(local, b"BaseURL" | b"Location" | b"PatchLocation")
+}
+
+fn is_container(local: &[u8]) -> bool {
+    matches!(local, b"MPD" | b"Period" | b"AdaptationSet" | b"Representation")
+}
+
+/// A text URI element being collected (its content may span several events).
+struct TextSite {
+    depth: usize,
+    start: usize,
+    base_url: bool,
+}
+
+/// Rendition attributes an AdaptationSet passes down to its Representations.
+#[derive(Default, Clone)]
+struct SetInfo {
+    out_start: usize,
+    reps: usize,
+    kept: usize,
+    video: bool,
+    width: Option<u64>,
+    height: Option<u64>,
+    codecs: Option<String>,
+    frame_rate: Option<f64>,
+}
+
+struct State<'p> {
+    plan: &'p Plan<'p>,
+    out: Vec<u8>,
+    /// Bases pushed by BaseURL children of containers: (container depth, base).
+    bases: Vec<(usize, Base)>,
+    doc_base: Base,
+    /// Declared namespace prefixes: (depth, prefix).
+    prefixes: Vec<(usize, Vec<u8>)>,
+    set: Option<SetInfo>,
+    set_depth: usize,
+    video_total: usize,
+    video_kept: usize,
+    scratch: String,
+}
+
+impl State<'_> {
+    fn base(&self) -> &Base {
+        self.bases.last().map_or(&self.doc_base, |(_, b)| b)
+    }
+
+    fn map(&self, value: &str) -> Option<String> {
+        match decide(self.plan.mapper, self.base(), value, self.plan.extra_query) {
+            Decision::Keep => None,
+            Decision::Replace(s) => Some(s),
+        }
+    }
+}
+
+/// Rewrites an MPD under `plan`.
+pub fn rewrite(whole: &[u8], plan: &Plan<'_>) -> Result<Vec<u8>, ManifestError> {
+    // The BOM is copied as it is and kept out of the reader, so that event positions
+    // index `input` exactly.
+    let (bom, input) = match whole.strip_prefix(b"\xEF\xBB\xBF") {
+        Some(rest) => (&whole[..3], rest),
+        None => (&whole[..0], whole),
+    };
+    let text = std::str::from_utf8(input).map_err(|e| err(e.valid_up_to() as u64, "MPD is not valid UTF-8"))?;
+    let identity = plan.is_identity();
+    let filter = plan.filter.filter(|f| !f.is_empty());
+    let mut reader = Reader::from_str(text);
+    let cfg = reader.config_mut();
+    cfg.check_end_names = true;
+    cfg.expand_empty_elements = false;
+    let doc_base = Base::new(plan.mapper, plan.origin_url.to_owned(), plan.public_path.to_owned());
+    let mut st = State {
+        plan,
+        out: Vec::with_capacity(if identity { 0 } else { whole.len() + whole.len() / 8 }),
+        bases: Vec::new(),
+        doc_base,
+        prefixes: Vec::new(),
+        set: None,
+        set_depth: 0,
+        video_total: 0,
+        video_kept: 0,
+        scratch: String::new(),
+    };
+    st.out.extend_from_slice(bom);
+    let mut depth = 0usize;
+    let mut text_site: Option<TextSite> = None;
+    // Depth of a Representation being dropped by the filter (its events are skipped).
+    let mut skip_depth: Option<usize> = None;
+    let mut saw_root = false;
+    loop {
+        let before = reader.buffer_position() as usize;
+        let ev = reader.read_event().map_err(|e| err(reader.error_position(), e.to_string()))?;
+        let after = reader.buffer_position() as usize;
+        let raw = &input[before..after];
+        match ev {
+            Event::Eof => break,
+            Event::DocType(_) => return Err(err(before as u64, "DTDs and entity declarations are not allowed")),
+            Event::Start(ref e) | Event::Empty(ref e) => {
+                let empty = matches!(ev, Event::Empty(_));
+                if depth == 0 {
+                    if saw_root {
+                        return Err(err(before as u64, "more than one root element"));
+                    }
+                    saw_root = true;
+                    if e.local_name().as_ref().as_bytes() != b"MPD" {
+                        return Err(err(before as u64, "root element is not MPD"));
+                    }
+                }
+                depth += 1;
+                if depth > MAX_DEPTH {
+                    return Err(err(before as u64, format!("elements nested deeper than {MAX_DEPTH}")));
+                }
+                check_prefixes(&mut st, e, raw, depth, before)?;
+                if skip_depth.is_some() {
+                    if empty {
+                        depth -= 1;
+                    }
+                    continue;
+                }
+                let local = e.local_name();
+                let local = local.as_ref().as_bytes();
+                if is_container(local) {
+                    check_attrs(e, raw, before)?;
+                }
+                if let Some(f) = filter {
+                    if local == b"AdaptationSet" && !empty {
+                        st.set = Some(set_info(e, st.out.len()));
+                        st.set_depth = depth;
+                    } else if local == b"Representation" {
+                        let r = rep_info(e, st.set.as_ref());
+                        let video = r.0;
+                        if video {
+                            st.video_total += 1;
+                        }
+                        if let Some(s) = st.set.as_mut() {
+                            s.reps += 1;
+                        }
+                        let keep = f.keeps(&r.1.as_rendition());
+                        if !keep {
+                            if !empty {
+                                skip_depth = Some(depth);
+                            } else {
+                                depth -= 1;
+                            }
+                            continue;
+                        }
+                        if video {
+                            st.video_kept += 1;
+                        }
+                        if let Some(s) = st.set.as_mut() {
+                            s.kept += 1;
+                        }
+                    }
+                }
+                if identity {
+                    if empty {
+                        depth -= 1;
+                    }
+                    continue;
+                }
+                write_start(&mut st, input, e, raw, before)?;
+                if empty {
+                    pop_scopes(&mut st, depth);
+                    depth -= 1;
+                } else if is_text_uri(local) {
+                    text_site = Some(TextSite { depth, start: after, base_url: local == b"BaseURL" });
+                }
+            }
+            Event::End(ref e) => {
+                if let Some(d) = skip_depth {
+                    if d == depth {
+                        skip_depth = None;
+                    }
+                    pop_scopes(&mut st, depth);
+                    depth = depth.saturating_sub(1);
+                    continue;
+                }
+                if identity {
+                    pop_scopes(&mut st, depth);
+                    depth = depth.saturating_sub(1);
+                    continue;
+                }
+                if let Some(site) = text_site.take_if(|s| s.depth == depth) {
+                    finish_text_site(&mut st, input, &site, before)?;
+                }
+                st.out.extend_from_slice(raw);
+                if filter.is_some() && e.local_name().as_ref().as_bytes() == b"AdaptationSet" && depth == st.set_depth {
+                    if let Some(s) = st.set.take() {
+                        if s.reps > 0 && s.kept == 0 {
+                            st.out.truncate(s.out_start);
+                        }
+                    }
+                }
+                pop_scopes(&mut st, depth);
+                depth = depth.saturating_sub(1);
+            }
+            _ => {
+                // Text, CDATA, references, comments, PIs, the declaration: copied, unless
+                // they are inside a text URI element (collected there) or a dropped
+                // Representation.
+                if depth == 0 {
+                    if let Event::Text(_) = ev {
+                        if !raw.iter().all(u8::is_ascii_whitespace) {
+                            return Err(err(before as u64, "text outside the MPD element"));
+                        }
+                    }
+                }
+                if identity || skip_depth.is_some() || text_site.is_some() {
+                    continue;
+                }
+                st.out.extend_from_slice(raw);
+            }
+        }
+    }
+    if depth != 0 || !saw_root {
+        return Err(err(input.len() as u64, "document ends before the MPD element is closed"));
+    }
+    if let Some(f) = filter {
+        if st.video_total > 0 && st.video_kept == 0 {
+            return Err(ManifestError::FilterRemovedAll(f.describe()));
+        }
+    }
+    if identity {
+        return Ok(whole.to_vec());
+    }
+    Ok(st.out)
+}
+
+/// Rejects element prefixes that no enclosing element declares, and records this
+/// element's declarations.
+fn check_prefixes(st: &mut State<'_>, e: &BytesStart<'_>, raw: &[u8], depth: usize, at: usize) -> Result<(), ManifestError> {
+    if memchr::memmem::find(raw, b"xmlns:").is_some() {
+        for a in e.attributes() {
+            let a = a.map_err(|x| err(at as u64, x.to_string()))?;
+            if let Some(p) = a.key.as_ref().as_bytes().strip_prefix(b"xmlns:") {
+                st.prefixes.push((depth, p.to_vec()));
+            }
+        }
+    }
+    if let Some(prefix) = e.name().prefix() {
+        let p = prefix.as_ref().as_bytes();
+        if p != b"xml" && !st.prefixes.iter().any(|(_, d)| d.as_slice() == p) {
+            return Err(err(at as u64, format!("undeclared namespace prefix {:?}", String::from_utf8_lossy(p))));
+        }
+    }
+    Ok(())
+}
+
+fn pop_scopes(st: &mut State<'_>, depth: usize) {
+    while st.prefixes.last().is_some_and(|(d, _)| *d >= depth) {
+        st.prefixes.pop();
+    }
+    while st.bases.last().is_some_and(|(d, _)| *d >= depth) {
+        st.bases.pop();
+    }
+}
+
+/// XML requires whitespace between attributes (`a="1"b="2"` is not well-formed; some
+/// lenient parsers accept it, quick-xml's attribute iterator among them).
+fn attrs_spaced(raw: &[u8]) -> bool {
+    let mut quote: Option<u8> = None;
+    let mut just_closed = false;
+    for &c in raw {
+        match quote {
+            Some(q) if c == q => {
+                quote = None;
+                just_closed = true;
+                continue;
+            }
+            Some(_) => {}
+            None => {
+                if just_closed && !(c.is_ascii_whitespace() || c == b'/' || c == b'>') {
+                    return false;
+                }
+                if c == b'"' || c == b'\'' {
+                    quote = Some(c);
+                }
+            }
+        }
+        just_closed = false;
+    }
+    true
+}
+
+fn check_attrs(e: &BytesStart<'_>, raw: &[u8], at: usize) -> Result<(), ManifestError> {
+    if !attrs_spaced(raw) {
+        return Err(err(at as u64, "attributes must be separated by whitespace"));
+    }
+    let mut n = 0;
+    for a in e.attributes() {
+        a.map_err(|x| err(at as u64, x.to_string()))?;
+        n += 1;
+        if n > MAX_ATTRS {
+            return Err(err(at as u64, format!("more than {MAX_ATTRS} attributes on one element")));
+        }
+    }
+    Ok(())
+}
+
+/// Offset of a borrowed slice within the input.
+fn offset_in(input: &[u8], part: &str) -> Option<usize> {
+    let start = input.as_ptr() as usize;
+    let p = part.as_ptr() as usize;
+    (p >= start && p + part.len() <= start + input.len()).then(|| p - start)
+}
+
+/// Writes a start (or empty) tag, replacing URI attribute values.
+fn write_start(st: &mut State<'_>, input: &[u8], e: &BytesStart<'_>, raw: &[u8], at: usize) -> Result<(), ManifestError> {
+    let local = e.local_name();
+    let names = uri_attrs(local.as_ref().as_bytes());
+    let has_href = memchr::memmem::find(raw, b":href").is_some();
+    if names.is_empty() && !has_href {
+        st.out.extend_from_slice(raw);
+        return Ok(());
+    }
+    let mut copied = at;
+    let mut count = 0;
+    for a in e.attributes() {
+        let a = a.map_err(|x| err(at as u64, x.to_string()))?;
+        count += 1;
+        if count > MAX_ATTRS {
+            return Err(err(at as u64, format!("more than {MAX_ATTRS} attributes on one element")));
+        }
+        let key = a.key.as_ref().as_bytes();
+        let is_uri = names.iter().any(|n| n.as_bytes() == key) || (key.ends_with(b":href") && key.len() > 5);
+        if !is_uri {
+            continue;
+        }
+        let Cow::Borrowed(rawv) = a.value else { continue };
+        let Some(off) = offset_in(input, rawv) else { continue };
+        let value = quick_xml::escape::unescape(rawv).map_err(|x| err(at as u64, x.to_string()))?;
+        if let Some(new) = st.map(&value) {
+            st.out.extend_from_slice(&input[copied..off]);
+            st.out.extend_from_slice(quick_xml::escape::escape(new.as_str()).as_bytes());
+            copied = off + rawv.len();
+        }
+    }
+    st.out.extend_from_slice(&input[copied..at + raw.len()]);
+    Ok(())
+}
+
+/// Handles the collected content of a BaseURL/Location/PatchLocation element.
+fn finish_text_site(st: &mut State<'_>, input: &[u8], site: &TextSite, end: usize) -> Result<(), ManifestError> {
+    let raw = &input[site.start..end];
+    let raw_str = std::str::from_utf8(raw).map_err(|_| err(site.start as u64, "URL is not valid UTF-8"))?;
+    if raw_str.contains('<') {
+        // Markup inside a URL element (comments, CDATA): leave it exactly as written.
+        st.out.extend_from_slice(raw);
+        return Ok(());
+    }
+    let value = quick_xml::escape::unescape(raw_str).map_err(|x| err(site.start as u64, x.to_string()))?;
+    let trimmed = value.trim();
+    let new = st.map(trimmed);
+    if site.base_url {
+        // The first BaseURL of a container becomes the base of everything below it.
+        let container = site.depth - 1;
+        if st.bases.last().is_none_or(|(d, _)| *d != container) {
+            let parent = st.base();
+            let origin = url::resolve(&parent.origin, trimmed);
+            let public = url::resolve(&parent.public, new.as_deref().unwrap_or(trimmed));
+            let b = Base::new(st.plan.mapper, origin, public);
+            st.bases.push((container, b));
+        }
+    }
+    match new {
+        Some(n) => {
+            let lead = raw_str.len() - raw_str.trim_start().len();
+            let trail = raw_str.len() - raw_str.trim_end().len();
+            st.out.extend_from_slice(&raw[..lead]);
+            st.scratch.clear();
+            st.scratch.push_str(&quick_xml::escape::escape(n.as_str()));
+            st.out.extend_from_slice(st.scratch.as_bytes());
+            st.out.extend_from_slice(&raw[raw.len() - trail..]);
+        }
+        None => st.out.extend_from_slice(raw),
+    }
+    Ok(())
+}
+
+fn attr_str<'a>(e: &'a BytesStart<'_>, name: &[u8]) -> Option<Cow<'a, str>> {
+    e.attributes().filter_map(Result::ok).find(|a| a.key.as_ref().as_bytes() == name).map(|a| a.value)
+}
+
+fn num(v: Option<Cow<'_, str>>) -> Option<u64> {
+    v.and_then(|s| s.trim().parse().ok())
+}
+
+fn frame_rate(v: Option<Cow<'_, str>>) -> Option<f64> {
+    let s = v?;
+    match s.split_once('/') {
+        Some((a, b)) => {
+            let (a, b): (f64, f64) = (a.trim().parse().ok()?, b.trim().parse().ok()?);
+            (b != 0.0).then_some(a / b)
+        }
+        None => s.trim().parse().ok(),
+    }
+}
+
+fn is_video_type(e: &BytesStart<'_>) -> bool {
+    attr_str(e, b"contentType").is_some_and(|c| c == "video") || attr_str(e, b"mimeType").is_some_and(|m| m.starts_with("video/"))
+}
+
+fn set_info(e: &BytesStart<'_>, out_start: usize) -> SetInfo {
+    SetInfo {
+        out_start,
+        reps: 0,
+        kept: 0,
+        video: is_video_type(e),
+        width: num(attr_str(e, b"width")),
+        height: num(attr_str(e, b"height")),
+        codecs: attr_str(e, b"codecs").map(Cow::into_owned),
+        frame_rate: frame_rate(attr_str(e, b"frameRate")),
+    }
+}
+
+struct RepInfo {
+    bandwidth: Option<u64>,
+    width: Option<u64>,
+    height: Option<u64>,
+    codecs: Option<String>,
+    frame_rate: Option<f64>,
+}
+
+impl RepInfo {
+    fn as_rendition(&self) -> Rendition<'_> {
+        Rendition {
+            bandwidth: self.bandwidth,
+            width: self.width,
+            height: self.height,
+            codecs: self.codecs.as_deref(),
+            frame_rate: self.frame_rate,
+        }
+    }
+}
+
+fn rep_info(e: &BytesStart<'_>, set: Option<&SetInfo>) -> (bool, RepInfo) {
+    let r = RepInfo {
+        bandwidth: num(attr_str(e, b"bandwidth")),
+        width: num(attr_str(e, b"width")).or(set.and_then(|s| s.width)),
+        height: num(attr_str(e, b"height")).or(set.and_then(|s| s.height)),
+        codecs: attr_str(e, b"codecs").map(Cow::into_owned).or_else(|| set.and_then(|s| s.codecs.clone())),
+        frame_rate: frame_rate(attr_str(e, b"frameRate")).or(set.and_then(|s| s.frame_rate)),
+    };
+    let video = set.is_some_and(|s| s.video) || is_video_type(e) || r.as_rendition().is_video();
+    (video, r)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,113 @@
+//! DASH rewriter tests.
+
+use crate::mapping::Mode;
+use crate::test_support::mapper;
+use crate::{Filter, ManifestError, Plan};
+
+fn run(mode: Mode, input: &str, extra: &str, filter: Option<&Filter>) -> Result<String, ManifestError> {
+    let m = mapper(mode);
+    let plan = Plan {
+        mapper: &m,
+        origin_url: "http://origin.test/a/manifest.mpd",
+        public_path: "/vod/a/manifest.mpd",
+        extra_query: extra,
+        filter,
+    };
+    super::rewrite(input.as_bytes(), &plan).map(|b| String::from_utf8_lossy(&b).into_owned())
+}
+
+const MPD: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
+<!-- made by hand -->
+<MPD xmlns="urn:mpeg:dash:schema:mpd:2011" xmlns:xlink="http://www.w3.org/1999/xlink" xmlns:cenc="urn:mpeg:cenc:2013" type="static">
+  <Location>http://origin.test/a/manifest.mpd?x=1&amp;y=2</Location>
+  <PatchLocation ttl="60">http://origin.test/a/patch.mpp</PatchLocation>
+  <BaseURL>http://origin.test/a/</BaseURL>
+  <?processing instruction?>
+  <Period id="1" xlink:href="http://origin.test/a/period1.xml" xlink:actuate="onLoad"/>
+  <Period id="2">
+    <AdaptationSet contentType="video" mimeType="video/mp4">
+      <ContentProtection schemeIdUri="urn:mpeg:dash:mp4protection:2011" cenc:default_KID="10000000-1000-1000-1000-100000000001"/>
+      <SegmentTemplate media="$RepresentationID$/seg-$Number%05d$.m4s" initialization="$RepresentationID$/init.mp4" startNumber="1"/>
+      <Representation id="v1080" bandwidth="5000000" width="1920" height="1080" codecs="avc1.640028"/>
+      <Representation id="v360" bandwidth="800000" width="640" height="360" codecs="avc1.4d401e">
+        <BaseURL>v360/</BaseURL>
+      </Representation>
+    </AdaptationSet>
+    <AdaptationSet contentType="audio" mimeType="audio/mp4">
+      <BaseURL>http://foreign.example/audio/</BaseURL>
+      <Representation id="a1" bandwidth="128000" codecs="mp4a.40.2">
+        <SegmentList>
+          <Initialization sourceURL="init.mp4"/>
+          <SegmentURL media="s1.m4s" index="s1.idx"/>
+        </SegmentList>
+      </Representation>
+    </AdaptationSet>
+    <AdaptationSet contentType="text">
+      <Representation id="t1" bandwidth="1000">
+        <SegmentBase><RepresentationIndex sourceURL="http://origin.test/a/t1.sidx"/></SegmentBase>
+        <x:Unknown xmlns:x="urn:x" x:a="http://origin.test/untouched"/>
+      </Representation>
+    </AdaptationSet>
+  </Period>
+</MPD>
+"#;
+
+#[test]
+fn spec_every_uri_site_and_nothing_else() {
+    let out = run(Mode::Proxy, MPD, "", None).unwrap_or_default();
+    assert!(out.contains("<Location>/vod/a/manifest.mpd?x=1&amp;y=2</Location>"), "{out}");
+    assert!(out.contains("<PatchLocation ttl=\"60\">/vod/a/patch.mpp</PatchLocation>"));
+    assert!(out.contains("<BaseURL>/vod/a/</BaseURL>"));
+    assert!(out.contains("xlink:href=\"/vod/a/period1.xml\" xlink:actuate=\"onLoad\""));
+    assert!(
+        out.contains("media=\"$RepresentationID$/seg-$Number%05d$.m4s\" initialization=\"$RepresentationID$/init.mp4\""),
+        "relative templates under a mapped base stay"
+    );
+    assert!(out.contains("<BaseURL>v360/</BaseURL>"));
+    assert!(out.contains("<BaseURL>http://foreign.example/audio/</BaseURL>"));
+    assert!(out.contains("<Initialization sourceURL=\"init.mp4\"/>"), "relative to a foreign base: untouched");
+    assert!(out.contains("<RepresentationIndex sourceURL=\"/vod/a/t1.sidx\"/>"));
+    assert!(out.contains("x:a=\"http://origin.test/untouched\""), "unknown attributes stay");
+    assert!(out.contains("<!-- made by hand -->") && out.contains("<?processing instruction?>"));
+    assert!(out.contains("cenc:default_KID=\"10000000-1000-1000-1000-100000000001\""));
+}
+
+#[test]
+fn spec_cdn_mode_and_extra_query() {
+    let out = run(Mode::Cdn, MPD, "tok=1&s=a%20b", None).unwrap_or_default();
+    assert!(out.contains("<BaseURL>https://cdn.test/v/a/?tok=1&amp;s=a%20b</BaseURL>"), "{out}");
+    assert!(out.contains("media=\"https://cdn.test/v/a/$RepresentationID$/seg-$Number%05d$.m4s?tok=1&amp;s=a%20b\""));
+}
+
+#[test]
+fn none_mode_is_byte_identical() {
+    assert_eq!(run(Mode::None, MPD, "", None).ok().as_deref(), Some(MPD));
+}
+
+#[test]
+fn filters_drop_representations_and_empty_sets() {
+    let f = Filter { max_height: Some(720), ..Default::default() };
+    let out = run(Mode::Proxy, MPD, "", Some(&f)).unwrap_or_default();
+    assert!(!out.contains("v1080"), "{out}");
+    assert!(out.contains("id=\"v360\""));
+    let audio_only = Filter { codecs: vec!["mp4a".into()], ..Default::default() };
+    assert!(matches!(run(Mode::Proxy, MPD, "", Some(&audio_only)), Err(ManifestError::FilterRemovedAll(_))));
+    let no_text = Filter { min_bandwidth: Some(2000), ..Default::default() };
+    let out = run(Mode::Proxy, MPD, "", Some(&no_text)).unwrap_or_default();
+    assert!(!out.contains("contentType=\"text\""), "an AdaptationSet left empty is removed: {out}");
+}
+
+#[test]
+fn hostile_documents_are_refused() {
+    let dtd = "<?xml version=\"1.0\"?><!DOCTYPE MPD [<!ENTITY a \"aaaa\">]><MPD>&a;</MPD>";
+    assert!(matches!(run(Mode::Proxy, dtd, "", None), Err(ManifestError::Dash { .. })));
+    let deep = format!("<MPD>{}{}</MPD>", "<a>".repeat(100), "</a>".repeat(100));
+    assert!(matches!(run(Mode::Proxy, &deep, "", None), Err(ManifestError::Dash { .. })));
+    let attrs: String = (0..300).map(|i| format!(" a{i}=\"1\"")).collect();
+    assert!(matches!(run(Mode::Proxy, &format!("<MPD{attrs}/>"), "", None), Err(ManifestError::Dash { .. })));
+    assert!(matches!(run(Mode::Proxy, "<MPD><Period>", "", None), Err(ManifestError::Dash { .. })), "truncated");
+    assert!(matches!(run(Mode::Proxy, "<MPD><p:x/></MPD>", "", None), Err(ManifestError::Dash { .. })), "undeclared prefix");
+    assert!(matches!(run(Mode::Proxy, "<MPD a=\"1\"b=\"2\"/>", "", None), Err(ManifestError::Dash { .. })), "attributes need whitespace");
+    assert!(matches!(run(Mode::Proxy, "<NotMPD/>", "", None), Err(ManifestError::Dash { .. })));
+    assert!(matches!(run(Mode::Proxy, "data", "", None), Err(ManifestError::Dash { .. })));
+}

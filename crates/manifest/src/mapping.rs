@@ -1,0 +1,363 @@
+//! URL mapping: which child URLs belong to an origin, and what they become.
+//!
+//! A child belongs to a route when, resolved to an absolute URL, its scheme and
+//! authority are one of the route's origin urls or aliases and its path lies below that
+//! url's base path. It then maps to:
+//!
+//! - `proxy`: the route's public path, as an absolute-path reference (`/vod/a/seg.ts`).
+//!   Absolute-path rather than absolute (scheme + host), because the proxy is often
+//!   reached under several names (its own, a CDN's); an absolute-path reference keeps
+//!   the player on whichever name and scheme it used. Relative references that already
+//!   resolve to the right place are left exactly as written.
+//! - `cdn`: `cdn_base` + the path below the route.
+//!
+//! Children of another route's origin map to that route's public path; children on
+//! hosts no route serves stay as written.
+
+use crate::url::{self, Parts};
+
+/// The route's rewrite mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Children come back through the proxy.
+    Proxy,
+    /// Children go to `cdn_base`.
+    Cdn,
+    /// Nothing is rewritten.
+    None,
+}
+
+/// One origin url or alias: `scheme://authority/base`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OriginId {
+    scheme: String,
+    authority: String,
+    base_path: String,
+}
+
+impl OriginId {
+    /// Parses `http://host[:port][/base]`; `None` for anything else.
+    pub fn parse(s: &str) -> Option<Self> {
+        let p = url::split(s);
+        let scheme = p.scheme?.to_ascii_lowercase();
+        let authority = normalize_authority(&scheme, p.authority?);
+        if authority.is_empty() {
+            return None;
+        }
+        Some(Self { scheme, authority, base_path: p.path.trim_end_matches('/').to_owned() })
+    }
+
+    /// The path below this origin url, when `p` is on it.
+    fn path_below<'a>(&self, p: &Parts<'a>) -> Option<&'a str> {
+        let scheme = p.scheme?;
+        let authority = p.authority?;
+        if !scheme.eq_ignore_ascii_case(&self.scheme) || !authority_eq(&self.scheme, authority, &self.authority) {
+            return None;
+        }
+        let rest = p.path.strip_prefix(self.base_path.as_str())?;
+        if rest.is_empty() || rest.starts_with('/') {
+            Some(rest)
+        } else {
+            None
+        }
+    }
+}
+
+fn default_port(scheme: &str) -> &'static str {
+    match scheme {
+        "https" => ":443",
+        _ => ":80",
+    }
+}
+
+fn normalize_authority(scheme: &str, a: &str) -> String {
+    let a = a.to_ascii_lowercase();
+    a.strip_suffix(default_port(scheme)).map(str::to_owned).unwrap_or(a)
+}
+
+fn authority_eq(scheme: &str, given: &str, normalized: &str) -> bool {
+    if given.len() == normalized.len() {
+        return given.eq_ignore_ascii_case(normalized);
+    }
+    let dp = default_port(scheme);
+    given.len() == normalized.len() + dp.len()
+        && given[..normalized.len()].eq_ignore_ascii_case(normalized)
+        && &given[normalized.len()..] == dp
+}
+
+/// A route children can be mapped to: its origins and public prefix.
+#[derive(Debug, Clone)]
+pub struct RouteTarget {
+    /// Origin urls and aliases.
+    pub origins: Vec<OriginId>,
+    /// Public path prefix (`/vod/`).
+    pub prefix: String,
+    /// Whether the prefix is stripped on the way to the origin.
+    pub strip_prefix: bool,
+}
+
+impl RouteTarget {
+    /// The public path of an origin path on this route, if the route can serve it.
+    fn public_path(&self, origin_path: &str, out: &mut String) -> bool {
+        let origin_path = if origin_path.is_empty() { "/" } else { origin_path };
+        if self.strip_prefix {
+            out.push_str(self.prefix.trim_end_matches('/'));
+            out.push_str(origin_path);
+            true
+        } else if origin_path.starts_with(self.prefix.as_str()) {
+            out.push_str(origin_path);
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// The mapping rules of one route.
+#[derive(Debug, Clone)]
+pub struct Mapper {
+    mode: Mode,
+    cdn_base: String,
+    own: RouteTarget,
+    others: Vec<RouteTarget>,
+}
+
+impl Mapper {
+    /// Rules for a route. `cdn_base` is used in `Mode::Cdn` (a trailing `/` is added).
+    pub fn new(mode: Mode, cdn_base: Option<&str>, own: RouteTarget, others: Vec<RouteTarget>) -> Self {
+        let mut cdn_base = cdn_base.unwrap_or("").to_owned();
+        if mode == Mode::Cdn && !cdn_base.ends_with('/') {
+            cdn_base.push('/');
+        }
+        Self { mode, cdn_base, own, others }
+    }
+
+    /// The mode.
+    pub fn mode(&self) -> Mode {
+        self.mode
+    }
+
+    /// The route this mapper belongs to.
+    pub fn own(&self) -> &RouteTarget {
+        &self.own
+    }
+
+    /// Maps an absolute URL into `out` (cleared first); false when it belongs to no route
+    /// (or the mode is `none`). Query and fragment are kept.
+    pub fn map_absolute(&self, abs: &str, out: &mut String) -> bool {
+        out.clear();
+        if self.mode == Mode::None {
+            return false;
+        }
+        let p = url::split(abs);
+        if p.scheme.is_none() || p.authority.is_none() {
+            return false;
+        }
+        let own = self.own.origins.iter().find_map(|o| o.path_below(&p));
+        let mapped = if let Some(origin_path) = own {
+            match self.mode {
+                Mode::Cdn => {
+                    let mut public = String::with_capacity(abs.len());
+                    if !self.own.public_path(origin_path, &mut public) {
+                        return false;
+                    }
+                    out.push_str(&self.cdn_base);
+                    let below = public.get(self.own.prefix.len()..).unwrap_or("");
+                    out.push_str(below.trim_start_matches('/'));
+                    true
+                }
+                _ => self.own.public_path(origin_path, out),
+            }
+        } else {
+            self.others.iter().any(|r| {
+                r.origins.iter().find_map(|o| o.path_below(&p)).is_some_and(|op| {
+                    out.clear();
+                    r.public_path(op, out)
+                })
+            })
+        };
+        if !mapped {
+            out.clear();
+            return false;
+        }
+        if let Some(q) = p.query {
+            out.push('?');
+            out.push_str(q);
+        }
+        if let Some(f) = p.fragment {
+            out.push('#');
+            out.push_str(f);
+        }
+        true
+    }
+}
+
+/// A pair of bases a relative reference is resolved against: where the document (or
+/// DASH BaseURL) lives on the origin, and where the client will resolve it.
+#[derive(Debug, Clone)]
+pub struct Base {
+    /// Absolute origin URL.
+    pub origin: String,
+    /// What the client resolves against: an absolute-path or absolute URL.
+    pub public: String,
+    /// Whether the directories of the two correspond under the mapping, so a simple
+    /// relative path (`seg1.ts`, `v/seg.m4s`) already points to the right place.
+    pub coherent: bool,
+}
+
+impl Base {
+    /// Builds a base pair and decides coherence once.
+    pub fn new(mapper: &Mapper, origin: String, public: String) -> Self {
+        let mut mapped = String::new();
+        let coherent = mapper.map_absolute(&origin, &mut mapped) && dir(strip_qf(&mapped)) == dir(strip_qf(&public));
+        Self { origin, public, coherent }
+    }
+}
+
+fn strip_qf(s: &str) -> &str {
+    let end = s.find(['?', '#']).unwrap_or(s.len());
+    &s[..end]
+}
+
+fn dir(s: &str) -> &str {
+    match s.rfind('/') {
+        Some(i) => &s[..=i],
+        None => "",
+    }
+}
+
+/// A relative path with no scheme, no leading `/`, and no `.`/`..` segments: it resolves
+/// within the base's directory.
+pub fn is_simple_relative(r: &str) -> bool {
+    if r.is_empty() || r.starts_with('/') || r.starts_with('?') || r.starts_with('#') || url::has_scheme(r) {
+        return false;
+    }
+    let path = strip_qf(r);
+    !path.split('/').any(|seg| seg == "." || seg == "..")
+}
+
+/// Appends an encoded `k=v&…` to a URL, before its fragment.
+pub fn append_query(url: &mut String, extra: &str) {
+    if extra.is_empty() {
+        return;
+    }
+    let frag = url.find('#');
+    let head_end = frag.unwrap_or(url.len());
+    let sep = if url[..head_end].contains('?') { '&' } else { '?' };
+    let insert = format!("{sep}{extra}");
+    url.insert_str(head_end, &insert);
+}
+
+/// How one URI site should be written.
+pub enum Decision {
+    /// Leave the bytes as they are.
+    Keep,
+    /// Write this instead.
+    Replace(String),
+}
+
+/// Decides the new value of one URI reference found in a document with `base`.
+pub fn decide(mapper: &Mapper, base: &Base, reference: &str, extra_query: &str) -> Decision {
+    if mapper.mode() == Mode::None {
+        return Decision::Keep;
+    }
+    let r = reference.trim();
+    if r.is_empty() || r.starts_with("data:") || r.starts_with("skd:") || r.starts_with('#') {
+        return Decision::Keep;
+    }
+    // With a query to add, children are written as absolute paths: some players (FFmpeg
+    // 5.1's HLS demuxer among them) lose the query of a relative reference whose query
+    // holds a '/', as token ACLs do.
+    if extra_query.is_empty() && base.coherent && is_simple_relative(r) {
+        return Decision::Keep;
+    }
+    let abs = if url::has_scheme(r) { r.to_owned() } else { url::resolve(&base.origin, r) };
+    let mut mapped = String::with_capacity(abs.len() + 16);
+    if !mapper.map_absolute(&abs, &mut mapped) {
+        return Decision::Keep;
+    }
+    if extra_query.is_empty() && !url::has_scheme(r) && url::resolve(&base.public, r) == mapped {
+        return Decision::Keep;
+    }
+    append_query(&mut mapped, extra_query);
+    if mapped == r {
+        Decision::Keep
+    } else {
+        Decision::Replace(mapped)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn route(origins: &[&str], prefix: &str, strip: bool) -> RouteTarget {
+        RouteTarget { origins: origins.iter().filter_map(|o| OriginId::parse(o)).collect(), prefix: prefix.into(), strip_prefix: strip }
+    }
+
+    fn mapper(mode: Mode) -> Mapper {
+        Mapper::new(
+            mode,
+            Some("https://cdn.example.com/vod"),
+            route(&["http://127.0.0.1:18080", "http://origin.example.com/media"], "/vod/", true),
+            vec![route(&["http://live.example.com"], "/live/", false)],
+        )
+    }
+
+    fn map(m: &Mapper, u: &str) -> Option<String> {
+        let mut out = String::new();
+        m.map_absolute(u, &mut out).then_some(out)
+    }
+
+    #[test]
+    fn proxy_mode_maps_origin_urls_and_aliases() {
+        let m = mapper(Mode::Proxy);
+        assert_eq!(map(&m, "http://127.0.0.1:18080/a/seg.ts?x=1").as_deref(), Some("/vod/a/seg.ts?x=1"));
+        assert_eq!(map(&m, "HTTP://Origin.Example.com:80/media/a/b.m4s").as_deref(), Some("/vod/a/b.m4s"));
+        assert_eq!(map(&m, "http://origin.example.com/other/a.ts"), None, "outside the alias base path");
+        assert_eq!(map(&m, "http://origin.example.com/mediax/a.ts"), None);
+        assert_eq!(map(&m, "http://elsewhere.example.com/a.ts"), None);
+        assert_eq!(map(&m, "http://live.example.com/live/ch1/i.m3u8").as_deref(), Some("/live/ch1/i.m3u8"), "another route");
+        assert_eq!(map(&m, "http://live.example.com/notlive/x"), None);
+    }
+
+    #[test]
+    fn cdn_mode_uses_the_path_below_the_route() {
+        let m = mapper(Mode::Cdn);
+        assert_eq!(map(&m, "http://127.0.0.1:18080/a/seg.ts?x=1#f").as_deref(), Some("https://cdn.example.com/vod/a/seg.ts?x=1#f"));
+    }
+
+    #[test]
+    fn relative_references_are_kept_when_they_already_resolve_right() {
+        let m = mapper(Mode::Proxy);
+        let base = Base::new(&m, "http://127.0.0.1:18080/a/master.m3u8".into(), "/vod/a/master.m3u8".into());
+        assert!(base.coherent);
+        assert!(matches!(decide(&m, &base, "v1/index.m3u8", ""), Decision::Keep));
+        assert!(matches!(decide(&m, &base, "../b/x.ts", ""), Decision::Keep));
+        match decide(&m, &base, "../../../x.ts", "") {
+            Decision::Replace(s) => assert_eq!(s, "/vod/x.ts"),
+            Decision::Keep => panic!("a reference climbing out of the route must be rewritten"),
+        }
+        match decide(&m, &base, "v1/index.m3u8", "session=a%20b") {
+            Decision::Replace(s) => assert_eq!(s, "/vod/a/v1/index.m3u8?session=a%20b"),
+            Decision::Keep => panic!("extra query must be added"),
+        }
+        let cdn = mapper(Mode::Cdn);
+        let base = Base::new(&cdn, "http://127.0.0.1:18080/a/master.m3u8".into(), "/vod/a/master.m3u8".into());
+        assert!(!base.coherent);
+        match decide(&cdn, &base, "v1/index.m3u8?t=1", "") {
+            Decision::Replace(s) => assert_eq!(s, "https://cdn.example.com/vod/a/v1/index.m3u8?t=1"),
+            Decision::Keep => panic!("cdn mode makes relative children absolute"),
+        }
+    }
+
+    #[test]
+    fn append_query_respects_existing_query_and_fragment() {
+        let mut u = String::from("/a/b.ts?x=1#t=3");
+        append_query(&mut u, "tok=2");
+        assert_eq!(u, "/a/b.ts?x=1&tok=2#t=3");
+        let mut u = String::from("/a/b.ts");
+        append_query(&mut u, "tok=2");
+        assert_eq!(u, "/a/b.ts?tok=2");
+    }
+}

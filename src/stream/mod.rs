@@ -1,0 +1,196 @@
+//! The proxy side of manifests: before forwarding, take this request's parameters
+//! (rendition filters, propagated query values, the signed-URL token) out of the query;
+//! after, decide whether the response is a manifest, read it (bounded in size and time),
+//! run it through `streamgate_manifest`, and answer with fresh length and validators.
+//! Everything that is not a manifest streams through untouched.
+
+mod query;
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use http::{header, HeaderValue, Method, Response, StatusCode};
+use http_body_util::BodyExt;
+use streamgate_manifest::detect::{detect, sniff};
+use streamgate_manifest::token::{self, TokenParams};
+use streamgate_manifest::{transform, Filter, Format, ManifestError, Mode, Plan};
+
+use crate::body::{full, Body};
+use crate::error::ProxyError;
+use crate::routing::Route;
+
+pub use query::{prepare, Prepared};
+
+fn now_secs() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+/// Checks the signed-URL token of a request on a route with `tokenize.verify`.
+pub fn verify_token(route: &Route, path: &str, query: Option<&str>, headers: &http::HeaderMap) -> Result<(), ProxyError> {
+    let Some(t) = route.tokenize.as_ref().filter(|t| t.verify) else { return Ok(()) };
+    let from_query = query.and_then(|q| query::find(q, &t.param));
+    let from_cookie = || {
+        headers.get_all(header::COOKIE).iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(';')).find_map(|c| {
+            let (k, v) = c.trim().split_once('=')?;
+            (k == t.param).then(|| v.to_owned())
+        })
+    };
+    let Some(value) = from_query.or_else(from_cookie) else {
+        return Err(ProxyError::Forbidden(format!("a signed-URL token ({}) is required", t.param)));
+    };
+    token::verify(&t.key, &value, path, now_secs()).map(|_| ()).map_err(|e| ProxyError::Forbidden(format!("signed-URL token refused: {e}")))
+}
+
+/// Whether responses on this route may need manifest processing at all.
+pub fn active(route: &Route, prepared: &Prepared) -> bool {
+    route.mapper.mode() != Mode::None
+        || route.filter.is_some()
+        || prepared.filter.is_some()
+        || route.tokenize.is_some()
+        || !prepared.propagate.is_empty()
+}
+
+/// The origin URL of a manifest, as the base for its relative children. File origins get a
+/// stable synthetic name so that their children map like any origin's.
+pub fn origin_url(upstream_url: &str, upstream_path: &str) -> String {
+    if upstream_url.starts_with("file://") {
+        format!("{}{upstream_path}", crate::snapshot::FILE_ORIGIN_BASE)
+    } else {
+        format!("{upstream_url}{upstream_path}")
+    }
+}
+
+/// What the transformation needs from the request.
+pub struct ManifestContext<'a> {
+    /// The route.
+    pub route: &'a Route,
+    /// Request method.
+    pub method: &'a Method,
+    /// The path the client asked for.
+    pub public_path: &'a str,
+    /// The path sent upstream (for detection and as the base of relative children).
+    pub upstream_path: &'a str,
+    /// Parameters taken from the query.
+    pub prepared: &'a Prepared,
+    /// Deadline for reading the manifest body.
+    pub read_timeout: Duration,
+    /// The manifest's absolute origin URL (see [`origin_url`]).
+    pub origin_url: String,
+}
+
+/// Transforms the response when it is a manifest; streams it through otherwise.
+pub async fn respond(ctx: &ManifestContext<'_>, resp: Response<Body>) -> Result<Response<Body>, ProxyError> {
+    if *ctx.method != Method::GET || resp.status() != StatusCode::OK {
+        return Ok(resp);
+    }
+    let ct = resp.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let ct = ct.as_deref();
+    let Some(format) = detect(ct, ctx.upstream_path) else { return Ok(resp) };
+    let generic = !matches!(ct.map(|c| c.to_ascii_lowercase()), Some(c) if c.contains("mpegurl") || c.contains("dash+xml"));
+    if let Some(enc) = resp.headers().get(header::CONTENT_ENCODING).filter(|v| v.as_bytes() != b"identity") {
+        return Err(ProxyError::ManifestInvalid(format!(
+            "the origin sent the manifest with Content-Encoding {:?}, which cannot be rewritten",
+            String::from_utf8_lossy(enc.as_bytes())
+        )));
+    }
+    let limit = ctx.route.manifest.max_bytes.0;
+    if let Some(len) = resp.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok()) {
+        if len > limit {
+            return Err(ProxyError::ManifestTooLarge(limit));
+        }
+    }
+    let (mut parts, body) = resp.into_parts();
+    let bytes = read_limited(body, limit, ctx.read_timeout).await?;
+    if generic && !sniff(format, &bytes) {
+        // A generic type and a manifest extension, but not a manifest: send it as it came.
+        return Ok(Response::from_parts(parts, full(bytes)));
+    }
+    let out = transform_manifest(ctx.route, format, &ctx.origin_url, ctx.public_path, ctx.prepared, &bytes)?;
+    let h = &mut parts.headers;
+    for name in
+        [header::ETAG, header::CONTENT_LENGTH, header::ACCEPT_RANGES, header::CONTENT_RANGE, header::HeaderName::from_static("content-md5")]
+    {
+        h.remove(name);
+    }
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(out.len()));
+    if ct.is_none() || generic {
+        let t = match format {
+            Format::Hls => "application/vnd.apple.mpegurl",
+            Format::Dash => "application/dash+xml",
+        };
+        h.insert(header::CONTENT_TYPE, HeaderValue::from_static(t));
+    }
+    Ok(Response::from_parts(parts, full(out)))
+}
+
+async fn read_limited(mut body: Body, limit: u64, timeout: Duration) -> Result<Bytes, ProxyError> {
+    let read = async move {
+        let mut buf = bytes::BytesMut::new();
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|e| ProxyError::UpstreamUnavailable(format!("the manifest body failed midway: {e}")))?;
+            if let Ok(data) = frame.into_data() {
+                if (buf.len() + data.len()) as u64 > limit {
+                    return Err(ProxyError::ManifestTooLarge(limit));
+                }
+                buf.extend_from_slice(&data);
+            }
+        }
+        Ok(buf.freeze())
+    };
+    match tokio::time::timeout(timeout, read).await {
+        Err(_) => Err(ProxyError::UpstreamTimeout(format!("the origin did not send the whole manifest within {timeout:?}"))),
+        Ok(r) => r,
+    }
+}
+
+/// Runs one manifest through a route's transformation: what the proxy does to a response
+/// body, and what `streamgate rewrite` does to stdin.
+pub fn transform_manifest(
+    route: &Route,
+    format: Format,
+    origin_url: &str,
+    public_path: &str,
+    prepared: &Prepared,
+    input: &[u8],
+) -> Result<Vec<u8>, ProxyError> {
+    let mut extra = String::new();
+    if let Some(t) = &route.tokenize {
+        let acl = token_acl(route, public_path);
+        let params = TokenParams::acl(acl, t.ttl);
+        let tok = token::generate(&t.key, &t.param, &params, now_secs()).map_err(|e| ProxyError::Internal(format!("token: {e}")))?;
+        extra.push_str(&tok);
+    }
+    for pair in &prepared.propagate {
+        if !extra.is_empty() {
+            extra.push('&');
+        }
+        extra.push_str(pair);
+    }
+    let merged: Option<Filter> = match (&route.filter, &prepared.filter) {
+        (None, None) => None,
+        (Some(f), None) | (None, Some(f)) => Some(f.clone()),
+        (Some(a), Some(b)) => Some(query::merge(a, b)),
+    };
+    let plan = Plan { mapper: &route.mapper, origin_url, public_path, extra_query: &extra, filter: merged.as_ref() };
+    transform(format, input, &plan).map_err(|e| match e {
+        ManifestError::FilterRemovedAll(_) => ProxyError::BadRequest(e.to_string()),
+        other => ProxyError::ManifestInvalid(other.to_string()),
+    })
+}
+
+/// The ACL of tokens minted for a manifest's children: the manifest's directory, as the
+/// client will request it (on the proxy, or on the CDN in `cdn` mode).
+fn token_acl(route: &Route, public_path: &str) -> String {
+    let dir = match public_path.rfind('/') {
+        Some(i) => &public_path[..=i],
+        None => "/",
+    };
+    if route.mapper.mode() == Mode::Cdn {
+        let base = route.manifest.cdn_base.as_deref().unwrap_or("");
+        let base_path = streamgate_manifest::url::split(base).path.trim_end_matches('/').to_owned();
+        let below = dir.get(route.prefix.len()..).unwrap_or("").trim_start_matches('/');
+        format!("{base_path}/{below}*")
+    } else {
+        format!("{dir}*")
+    }
+}
