@@ -54,6 +54,9 @@ impl OriginId {
         if !scheme.eq_ignore_ascii_case(&self.scheme) || !authority_eq(&self.scheme, authority, &self.authority) {
             return None;
         }
+        if self.base_path.is_empty() {
+            return Some(p.path);
+        }
         let rest = p.path.strip_prefix(self.base_path.as_str())?;
         if rest.is_empty() || rest.starts_with('/') {
             Some(rest)
@@ -145,24 +148,29 @@ impl Mapper {
     /// Maps an absolute URL into `out` (cleared first); false when it belongs to no route
     /// (or the mode is `none`). Query and fragment are kept.
     pub fn map_absolute(&self, abs: &str, out: &mut String) -> bool {
+        self.map_parts(&url::split(abs), out)
+    }
+
+    /// [`Mapper::map_absolute`] on an already split URL.
+    pub fn map_parts(&self, p: &Parts<'_>, out: &mut String) -> bool {
         out.clear();
-        if self.mode == Mode::None {
+        if self.mode == Mode::None || p.scheme.is_none() || p.authority.is_none() {
             return false;
         }
-        let p = url::split(abs);
-        if p.scheme.is_none() || p.authority.is_none() {
-            return false;
-        }
-        let own = self.own.origins.iter().find_map(|o| o.path_below(&p));
+        let own = self.own.origins.iter().find_map(|o| o.path_below(p));
         let mapped = if let Some(origin_path) = own {
             match self.mode {
                 Mode::Cdn => {
-                    let mut public = String::with_capacity(abs.len());
-                    if !self.own.public_path(origin_path, &mut public) {
+                    // The path below the route: what follows the prefix in the public path.
+                    let op = if origin_path.is_empty() { "/" } else { origin_path };
+                    let below = if self.own.strip_prefix {
+                        op
+                    } else if let Some(rest) = op.strip_prefix(self.own.prefix.as_str()) {
+                        rest
+                    } else {
                         return false;
-                    }
+                    };
                     out.push_str(&self.cdn_base);
-                    let below = public.get(self.own.prefix.len()..).unwrap_or("");
                     out.push_str(below.trim_start_matches('/'));
                     true
                 }
@@ -170,7 +178,7 @@ impl Mapper {
             }
         } else {
             self.others.iter().any(|r| {
-                r.origins.iter().find_map(|o| o.path_below(&p)).is_some_and(|op| {
+                r.origins.iter().find_map(|o| o.path_below(p)).is_some_and(|op| {
                     out.clear();
                     r.public_path(op, out)
                 })
@@ -258,33 +266,50 @@ pub enum Decision {
 
 /// Decides the new value of one URI reference found in a document with `base`.
 pub fn decide(mapper: &Mapper, base: &Base, reference: &str, extra_query: &str) -> Decision {
+    let mut out = String::new();
+    if decide_into(mapper, base, reference, extra_query, &mut out) {
+        Decision::Replace(out)
+    } else {
+        Decision::Keep
+    }
+}
+
+/// Like [`decide`], writing a replacement into `out` (a reusable buffer) and returning
+/// whether there is one. The hot path of playlist rewriting: no allocation per URI once
+/// `out` has grown.
+pub fn decide_into(mapper: &Mapper, base: &Base, reference: &str, extra_query: &str, out: &mut String) -> bool {
+    out.clear();
     if mapper.mode() == Mode::None {
-        return Decision::Keep;
+        return false;
     }
     let r = reference.trim();
-    if r.is_empty() || r.starts_with("data:") || r.starts_with("skd:") || r.starts_with('#') {
-        return Decision::Keep;
+    if r.is_empty() || r.starts_with('#') {
+        return false;
+    }
+    let parts = url::split(r);
+    if parts.scheme.is_some() {
+        if !mapper.map_parts(&parts, out) {
+            return false;
+        }
+        append_query(out, extra_query);
+        return out.as_str() != r;
     }
     // With a query to add, children are written as absolute paths: some players (FFmpeg
     // 5.1's HLS demuxer among them) lose the query of a relative reference whose query
     // holds a '/', as token ACLs do.
     if extra_query.is_empty() && base.coherent && is_simple_relative(r) {
-        return Decision::Keep;
+        return false;
     }
-    let abs = if url::has_scheme(r) { r.to_owned() } else { url::resolve(&base.origin, r) };
-    let mut mapped = String::with_capacity(abs.len() + 16);
-    if !mapper.map_absolute(&abs, &mut mapped) {
-        return Decision::Keep;
+    let abs = url::resolve(&base.origin, r);
+    if !mapper.map_absolute(&abs, out) {
+        return false;
     }
-    if extra_query.is_empty() && !url::has_scheme(r) && url::resolve(&base.public, r) == mapped {
-        return Decision::Keep;
+    if extra_query.is_empty() && url::resolve(&base.public, r) == *out {
+        out.clear();
+        return false;
     }
-    append_query(&mut mapped, extra_query);
-    if mapped == r {
-        Decision::Keep
-    } else {
-        Decision::Replace(mapped)
-    }
+    append_query(out, extra_query);
+    out.as_str() != r
 }
 
 #[cfg(test)]

@@ -20,31 +20,35 @@ pub struct Parts<'a> {
 
 /// Splits a reference into its parts.
 pub fn split(s: &str) -> Parts<'_> {
-    let mut rest = s;
+    let b = s.as_bytes();
     let mut p = Parts::default();
-    if let Some(i) = rest.find('#') {
-        p.fragment = Some(&rest[i + 1..]);
-        rest = &rest[..i];
+    let mut end = b.len();
+    if let Some(i) = memchr::memchr(b'#', b) {
+        p.fragment = Some(&s[i + 1..]);
+        end = i;
     }
-    if let Some(i) = rest.find('?') {
-        p.query = Some(&rest[i + 1..]);
-        rest = &rest[..i];
+    if let Some(i) = memchr::memchr(b'?', &b[..end]) {
+        p.query = Some(&s[i + 1..end]);
+        end = i;
     }
-    if let Some(colon) = rest.find(':') {
-        let cand = &rest[..colon];
-        let valid = cand.bytes().next().is_some_and(|c| c.is_ascii_alphabetic())
-            && cand.bytes().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'+' | b'-' | b'.'));
-        if valid {
-            p.scheme = Some(cand);
-            rest = &rest[colon + 1..];
+    let mut start = 0;
+    // A scheme is letters, digits, + - . up to the first ':' that comes before any '/'.
+    if let Some(colon) = memchr::memchr2(b':', b'/', &b[..end]).filter(|&i| b[i] == b':') {
+        let cand = &b[..colon];
+        if cand.first().is_some_and(u8::is_ascii_alphabetic)
+            && cand.iter().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'+' | b'-' | b'.'))
+        {
+            p.scheme = Some(&s[..colon]);
+            start = colon + 1;
         }
     }
-    if let Some(after) = rest.strip_prefix("//") {
-        let end = after.find('/').unwrap_or(after.len());
-        p.authority = Some(&after[..end]);
-        rest = &after[end..];
+    if b[start..end].starts_with(b"//") {
+        let a = start + 2;
+        let a_end = memchr::memchr(b'/', &b[a..end]).map_or(end, |i| a + i);
+        p.authority = Some(&s[a..a_end]);
+        start = a_end;
     }
-    p.path = rest;
+    p.path = &s[start..end];
     p
 }
 

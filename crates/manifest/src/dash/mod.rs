@@ -270,13 +270,18 @@ pub fn rewrite(whole: &[u8], plan: &Plan<'_>) -> Result<Vec<u8>, ManifestError> 
 /// Rejects element prefixes that no enclosing element declares, and records this
 /// element's declarations.
 fn check_prefixes(st: &mut State<'_>, e: &BytesStart<'_>, raw: &[u8], depth: usize, at: usize) -> Result<(), ManifestError> {
-    if memchr::memmem::find(raw, b"xmlns:").is_some() {
+    // Most elements (a SegmentTimeline's thousands of <S/>) have no ':' at all.
+    let has_colon = memchr::memchr(b':', raw).is_some();
+    if has_colon && memchr::memmem::find(raw, b"xmlns:").is_some() {
         for a in e.attributes() {
             let a = a.map_err(|x| err(at as u64, x.to_string()))?;
             if let Some(p) = a.key.as_ref().as_bytes().strip_prefix(b"xmlns:") {
                 st.prefixes.push((depth, p.to_vec()));
             }
         }
+    }
+    if !has_colon {
+        return Ok(());
     }
     if let Some(prefix) = e.name().prefix() {
         let p = prefix.as_ref().as_bytes();
@@ -349,7 +354,7 @@ fn offset_in(input: &[u8], part: &str) -> Option<usize> {
 fn write_start(st: &mut State<'_>, input: &[u8], e: &BytesStart<'_>, raw: &[u8], at: usize) -> Result<(), ManifestError> {
     let local = e.local_name();
     let names = uri_attrs(local.as_ref().as_bytes());
-    let has_href = memchr::memmem::find(raw, b":href").is_some();
+    let has_href = memchr::memchr(b':', raw).is_some() && memchr::memmem::find(raw, b":href").is_some();
     if names.is_empty() && !has_href {
         st.out.extend_from_slice(raw);
         return Ok(());

@@ -6,7 +6,7 @@ pub mod attr;
 pub mod validate;
 
 use crate::filter::Rendition;
-use crate::mapping::{decide, Base, Decision};
+use crate::mapping::{decide_into, Base};
 use crate::{ManifestError, Plan};
 use attr::{attrs, resolution};
 use validate::Validator;
@@ -74,6 +74,7 @@ pub fn rewrite(input: &[u8], plan: &Plan<'_>) -> Result<Vec<u8>, ManifestError> 
     let mut pos = 0usize;
     // Filtering: while a removed variant's lines are skipped, up to its URI line.
     let mut skipping_variant = false;
+    let mut scratch = String::with_capacity(256);
     let (mut variants, mut kept, mut kept_video) = (0usize, 0usize, 0usize);
     while pos < body.len() {
         let end = memchr::memchr(b'\n', &body[pos..]).map_or(body.len(), |i| pos + i + 1);
@@ -157,14 +158,13 @@ pub fn rewrite(input: &[u8], plan: &Plan<'_>) -> Result<Vec<u8>, ManifestError> 
             match found {
                 Some(a) => {
                     let value = std::str::from_utf8(a.value).map_err(|_| err(line_no, "URI is not valid UTF-8"))?;
-                    match map_uri(plan, &base, value) {
-                        Some(new) => {
-                            let s = text_start + a.start;
-                            out.extend_from_slice(&raw[..s]);
-                            out.extend_from_slice(new.as_bytes());
-                            out.extend_from_slice(&raw[s + a.value.len()..]);
-                        }
-                        None => out.extend_from_slice(raw),
+                    if map_uri(plan, &base, value, &mut scratch) {
+                        let s = text_start + a.start;
+                        out.extend_from_slice(&raw[..s]);
+                        out.extend_from_slice(scratch.as_bytes());
+                        out.extend_from_slice(&raw[s + a.value.len()..]);
+                    } else {
+                        out.extend_from_slice(raw);
                     }
                 }
                 None => out.extend_from_slice(raw),
@@ -178,13 +178,12 @@ pub fn rewrite(input: &[u8], plan: &Plan<'_>) -> Result<Vec<u8>, ManifestError> 
         }
         let last = line.iter().rposition(|c| !c.is_ascii_whitespace()).map_or(first, |i| i + 1);
         let value = std::str::from_utf8(&line[first..last]).map_err(|_| err(line_no, "URI is not valid UTF-8"))?;
-        match map_uri(plan, &base, value) {
-            Some(new) => {
-                out.extend_from_slice(&raw[..first]);
-                out.extend_from_slice(new.as_bytes());
-                out.extend_from_slice(&raw[last..]);
-            }
-            None => out.extend_from_slice(raw),
+        if map_uri(plan, &base, value, &mut scratch) {
+            out.extend_from_slice(&raw[..first]);
+            out.extend_from_slice(scratch.as_bytes());
+            out.extend_from_slice(&raw[last..]);
+        } else {
+            out.extend_from_slice(raw);
         }
     }
     v.finish(line_no)?;
@@ -199,16 +198,15 @@ pub fn rewrite(input: &[u8], plan: &Plan<'_>) -> Result<Vec<u8>, ManifestError> 
     Ok(out)
 }
 
-/// The new text of one URI, or `None` to keep it. URIs with variable references
-/// (`{$name}`, RFC 8216 §4.3) are kept: they only have a meaning after substitution.
-fn map_uri(plan: &Plan<'_>, base: &Base, uri: &str) -> Option<String> {
-    if uri.contains("{$") {
-        return None;
+/// Writes the new text of one URI into `scratch` and returns true, or returns false to
+/// keep it. URIs with variable references (`{$name}`, RFC 8216 §4.3) are kept: they only
+/// have a meaning after substitution.
+fn map_uri(plan: &Plan<'_>, base: &Base, uri: &str, scratch: &mut String) -> bool {
+    let b = uri.as_bytes();
+    if memchr::memchr(b'{', b).is_some() && b.windows(2).any(|w| w[0] == b'{' && w[1] == b'$') {
+        return false;
     }
-    match decide(plan.mapper, base, uri, plan.extra_query) {
-        Decision::Keep => None,
-        Decision::Replace(s) => Some(s),
-    }
+    decide_into(plan.mapper, base, uri, plan.extra_query, scratch)
 }
 
 #[cfg(test)]
