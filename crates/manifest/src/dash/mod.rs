@@ -105,10 +105,19 @@ pub fn rewrite(whole: &[u8], plan: &Plan<'_>) -> Result<Vec<u8>, ManifestError> 
     let text = std::str::from_utf8(input).map_err(|e| err(e.valid_up_to() as u64, "MPD is not valid UTF-8"))?;
     let identity = plan.is_identity();
     let filter = plan.filter.filter(|f| !f.is_empty());
-    let mut reader = Reader::from_str(text);
-    let cfg = reader.config_mut();
-    cfg.check_end_names = true;
-    cfg.expand_empty_elements = false;
+    // The reader is restarted after each skipped SegmentTimeline (see below), so it cannot
+    // match end tags itself: `open` does, with the names of the open elements.
+    let new_reader = |at: usize| {
+        let mut r = Reader::from_str(&text[at..]);
+        let cfg = r.config_mut();
+        cfg.check_end_names = false;
+        cfg.allow_unmatched_ends = true;
+        cfg.expand_empty_elements = false;
+        r
+    };
+    let mut reader = new_reader(0);
+    let mut base = 0usize;
+    let mut open: Vec<(usize, usize)> = Vec::new();
     let doc_base = Base::new(plan.mapper, plan.origin_url.to_owned(), plan.public_path.to_owned());
     let mut st = State {
         plan,
@@ -129,9 +138,9 @@ pub fn rewrite(whole: &[u8], plan: &Plan<'_>) -> Result<Vec<u8>, ManifestError> 
     let mut skip_depth: Option<usize> = None;
     let mut saw_root = false;
     loop {
-        let before = reader.buffer_position() as usize;
-        let ev = reader.read_event().map_err(|e| err(reader.error_position(), e.to_string()))?;
-        let after = reader.buffer_position() as usize;
+        let before = base + reader.buffer_position() as usize;
+        let ev = reader.read_event().map_err(|e| err(base as u64 + reader.error_position(), e.to_string()))?;
+        let after = base + reader.buffer_position() as usize;
         let raw = &input[before..after];
         match ev {
             Event::Eof => break,
@@ -148,6 +157,12 @@ pub fn rewrite(whole: &[u8], plan: &Plan<'_>) -> Result<Vec<u8>, ManifestError> 
                     }
                 }
                 depth += 1;
+                if !empty {
+                    let name = e.name();
+                    let name = name.as_ref().as_bytes();
+                    let off = name.as_ptr() as usize - input.as_ptr() as usize;
+                    open.push((off, name.len()));
+                }
                 if depth > MAX_DEPTH {
                     return Err(err(before as u64, format!("elements nested deeper than {MAX_DEPTH}")));
                 }
@@ -200,6 +215,20 @@ pub fn rewrite(whole: &[u8], plan: &Plan<'_>) -> Result<Vec<u8>, ManifestError> 
                     continue;
                 }
                 write_start(&mut st, input, e, raw, before)?;
+                // Thousands of <S/> and no URI site: find the end tag with a SIMD search,
+                // copy the span as it is, and restart the reader after it. Timelines with
+                // comments or other markup inside go through the reader event by event.
+                let skip_to =
+                    if !empty && local == b"SegmentTimeline" { skip_element(input, after, e.name().as_ref().as_bytes()) } else { None };
+                if let Some(to) = skip_to {
+                    st.out.extend_from_slice(&input[after..to]);
+                    open.pop();
+                    pop_scopes(&mut st, depth);
+                    depth -= 1;
+                    base = to;
+                    reader = new_reader(to);
+                    continue;
+                }
                 if empty {
                     pop_scopes(&mut st, depth);
                     depth -= 1;
@@ -208,6 +237,20 @@ pub fn rewrite(whole: &[u8], plan: &Plan<'_>) -> Result<Vec<u8>, ManifestError> 
                 }
             }
             Event::End(ref e) => {
+                match open.pop() {
+                    Some((off, len)) if &input[off..off + len] == e.name().as_ref().as_bytes() => {}
+                    Some((off, len)) => {
+                        return Err(err(
+                            before as u64,
+                            format!(
+                                "end tag </{}> does not close <{}>",
+                                e.name().as_ref(),
+                                String::from_utf8_lossy(&input[off..off + len])
+                            ),
+                        ));
+                    }
+                    None => return Err(err(before as u64, format!("end tag </{}> without a start tag", e.name().as_ref()))),
+                }
                 if let Some(d) = skip_depth {
                     if d == depth {
                         skip_depth = None;
@@ -265,6 +308,33 @@ pub fn rewrite(whole: &[u8], plan: &Plan<'_>) -> Result<Vec<u8>, ManifestError> 
         return Ok(whole.to_vec());
     }
     Ok(st.out)
+}
+
+/// The end of the element whose content starts at `from`: the position after its end
+/// tag `</name>` (whitespace allowed before `>`). `None` when it is not closed, or when a
+/// nested element of the same name or markup that could hide a tag (comments, CDATA,
+/// processing instructions, DTD pieces) makes a plain search unsafe; the caller then
+/// processes the element event by event.
+fn skip_element(input: &[u8], from: usize, name: &[u8]) -> Option<usize> {
+    let mut close = Vec::with_capacity(name.len() + 2);
+    close.extend_from_slice(b"</");
+    close.extend_from_slice(name);
+    let rel = memchr::memmem::find(&input[from..], &close)?;
+    let body = &input[from..from + rel];
+    if memchr::memmem::find(body, b"<!").is_some() || memchr::memmem::find(body, b"<?").is_some() {
+        return None;
+    }
+    let mut open_tag = Vec::with_capacity(name.len() + 1);
+    open_tag.push(b'<');
+    open_tag.extend_from_slice(name);
+    if memchr::memmem::find(body, &open_tag).is_some() {
+        return None;
+    }
+    let mut i = from + rel + close.len();
+    while input.get(i).is_some_and(u8::is_ascii_whitespace) {
+        i += 1;
+    }
+    (input.get(i) == Some(&b'>')).then_some(i + 1)
 }
 
 /// Rejects element prefixes that no enclosing element declares, and records this
