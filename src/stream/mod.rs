@@ -94,13 +94,12 @@ pub async fn respond(ctx: &ManifestContext<'_>, resp: Response<Body>) -> Result<
         )));
     }
     let limit = ctx.route.manifest.max_bytes.0;
-    if let Some(len) = resp.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok()) {
-        if len > limit {
-            return Err(ProxyError::ManifestTooLarge(limit));
-        }
+    let announced = resp.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    if announced.is_some_and(|len| len > limit) {
+        return Err(ProxyError::ManifestTooLarge(limit));
     }
     let (mut parts, body) = resp.into_parts();
-    let bytes = read_limited(body, limit, ctx.read_timeout).await?;
+    let bytes = read_limited(body, limit, announced.unwrap_or(0), ctx.read_timeout).await?;
     if generic && !sniff(format, &bytes) {
         // A generic type and a manifest extension, but not a manifest: send it as it came.
         return Ok(Response::from_parts(parts, full(bytes)));
@@ -123,19 +122,29 @@ pub async fn respond(ctx: &ManifestContext<'_>, resp: Response<Body>) -> Result<
     Ok(Response::from_parts(parts, full(out)))
 }
 
-async fn read_limited(mut body: Body, limit: u64, timeout: Duration) -> Result<Bytes, ProxyError> {
+async fn read_limited(mut body: Body, limit: u64, announced: u64, timeout: Duration) -> Result<Bytes, ProxyError> {
     let read = async move {
-        let mut buf = bytes::BytesMut::new();
+        let mut buf = bytes::BytesMut::with_capacity(announced.min(limit) as usize);
+        let mut single: Option<Bytes> = None;
         while let Some(frame) = body.frame().await {
             let frame = frame.map_err(|e| ProxyError::UpstreamUnavailable(format!("the manifest body failed midway: {e}")))?;
             if let Ok(data) = frame.into_data() {
-                if (buf.len() + data.len()) as u64 > limit {
+                let held = buf.len() + single.as_ref().map_or(0, Bytes::len);
+                if (held + data.len()) as u64 > limit {
                     return Err(ProxyError::ManifestTooLarge(limit));
+                }
+                // A body that arrives in one piece is used as it is, without a copy.
+                if buf.is_empty() && single.is_none() && data.len() as u64 == announced {
+                    single = Some(data);
+                    continue;
+                }
+                if let Some(first) = single.take() {
+                    buf.extend_from_slice(&first);
                 }
                 buf.extend_from_slice(&data);
             }
         }
-        Ok(buf.freeze())
+        Ok(single.unwrap_or_else(|| buf.freeze()))
     };
     match tokio::time::timeout(timeout, read).await {
         Err(_) => Err(ProxyError::UpstreamTimeout(format!("the origin did not send the whole manifest within {timeout:?}"))),
