@@ -334,6 +334,20 @@ pub fn validate(raw: RawConfig, loc: &Locator) -> Result<Config, ConfigErrors> {
                 }
             }
         };
+        if m.rewrite == super::schema::RewriteMode::None {
+            if r.tokenize.is_some() {
+                p(
+                    &format!("{key}.tokenize"),
+                    "signing child URLs needs manifest.rewrite = \"proxy\" or \"cdn\" (with \"none\" manifests are not touched)".into(),
+                );
+            }
+            if !m.propagate_query.is_empty() {
+                p(
+                    &format!("{key}.manifest.propagate_query"),
+                    "needs manifest.rewrite = \"proxy\" or \"cdn\" (with \"none\" manifests are not touched)".into(),
+                );
+            }
+        }
         if m.vod_ttl.0.is_zero() {
             p(&format!("{key}.manifest.vod_ttl"), "must be greater than zero".into());
         }

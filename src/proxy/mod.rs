@@ -68,7 +68,8 @@ pub async fn forward(
     let mut headers = parts.headers;
     headers::to_upstream(&mut headers, parts.version, peer, host.as_deref());
     headers.insert(crate::app::X_REQUEST_ID, request_id.clone());
-    if manifests && (upstream_path.ends_with(".m3u8") || upstream_path.ends_with(".mpd")) {
+    let lower = upstream_path.to_ascii_lowercase();
+    if manifests && (lower.ends_with(".m3u8") || lower.ends_with(".mpd")) {
         // Manifests are rewritten whole: they must arrive uncompressed and complete (a
         // player's Range request gets the whole rewritten manifest with 200), and the
         // client's validators describe our output, not the origin's.

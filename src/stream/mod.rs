@@ -80,12 +80,25 @@ pub struct ManifestContext<'a> {
 
 /// Transforms the response when it is a manifest; streams it through otherwise.
 pub async fn respond(ctx: &ManifestContext<'_>, resp: Response<Body>) -> Result<Response<Body>, ProxyError> {
-    if *ctx.method != Method::GET || resp.status() != StatusCode::OK {
-        return Ok(resp);
-    }
     let ct = resp.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_owned);
     let ct = ct.as_deref();
     let Some(format) = detect(ct, ctx.upstream_path) else { return Ok(resp) };
+    if *ctx.method == Method::HEAD {
+        // The rewritten length and validators are only known after a GET.
+        let mut resp = resp;
+        for name in [header::ETAG, header::CONTENT_LENGTH, header::ACCEPT_RANGES, header::HeaderName::from_static("content-md5")] {
+            resp.headers_mut().remove(name);
+        }
+        return Ok(resp);
+    }
+    if resp.status() == StatusCode::PARTIAL_CONTENT {
+        // Range requests for .m3u8/.mpd paths are sent upstream without Range; a partial
+        // manifest elsewhere cannot be rewritten and must not pass with origin URLs.
+        return Err(ProxyError::ManifestInvalid("the origin sent part of a manifest (206), which cannot be rewritten".into()));
+    }
+    if *ctx.method != Method::GET || resp.status() != StatusCode::OK {
+        return Ok(resp);
+    }
     let generic = !matches!(ct.map(|c| c.to_ascii_lowercase()), Some(c) if c.contains("mpegurl") || c.contains("dash+xml"));
     if let Some(enc) = resp.headers().get(header::CONTENT_ENCODING).filter(|v| v.as_bytes() != b"identity") {
         return Err(ProxyError::ManifestInvalid(format!(
@@ -165,8 +178,9 @@ pub fn transform_manifest(
     let mut extra = String::new();
     if let Some(t) = &route.tokenize {
         let acl = token_acl(route, public_path);
-        let params = TokenParams::acl(acl, t.ttl);
-        let tok = token::generate(&t.key, &t.param, &params, now_secs()).map_err(|e| ProxyError::Internal(format!("token: {e}")))?;
+        let now = now_secs();
+        let params = TokenParams { start: Some(now), ..TokenParams::acl(acl, t.ttl) };
+        let tok = token::generate(&t.key, &t.param, &params, now).map_err(|e| ProxyError::Internal(format!("token: {e}")))?;
         extra.push_str(&tok);
     }
     for pair in &prepared.propagate {

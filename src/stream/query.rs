@@ -98,16 +98,48 @@ pub fn merge(a: &Filter, b: &Filter) -> Filter {
         codecs: match (a.codecs.is_empty(), b.codecs.is_empty()) {
             (true, _) => b.codecs.clone(),
             (_, true) => a.codecs.clone(),
-            _ => a
-                .codecs
-                .iter()
-                .filter(|c| b.codecs.iter().any(|d| c.starts_with(d.as_str()) || d.starts_with(c.as_str())))
-                .cloned()
-                .collect(),
+            _ => {
+                // A codec must pass both lists: keep the more specific prefix of each
+                // overlapping pair. No overlap means nothing passes, which an empty list
+                // (no limit) would not say: "!" starts no codec name.
+                let mut both: Vec<String> = Vec::new();
+                for x in &a.codecs {
+                    for y in &b.codecs {
+                        if x.starts_with(y.as_str()) {
+                            both.push(x.clone());
+                        } else if y.starts_with(x.as_str()) {
+                            both.push(y.clone());
+                        }
+                    }
+                }
+                if both.is_empty() {
+                    both.push("!".into());
+                }
+                both
+            }
         },
         max_frame_rate: match (a.max_frame_rate, b.max_frame_rate) {
             (Some(x), Some(y)) => Some(x.min(y)),
             (x, y) => x.or(y),
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn merged_filters_are_the_stricter_of_both() {
+        let route = Filter { codecs: vec!["avc1".into(), "mp4a".into()], max_height: Some(1080), ..Default::default() };
+        let viewer = Filter { codecs: vec!["hvc1".into()], max_height: Some(2160), ..Default::default() };
+        let m = merge(&route, &viewer);
+        assert_eq!(m.max_height, Some(1080), "a viewer cannot raise the route's bound");
+        let hevc = streamgate_manifest::filter::Rendition { codecs: Some("hvc1.1.6.L93"), ..Default::default() };
+        let avc = streamgate_manifest::filter::Rendition { codecs: Some("avc1.640028"), ..Default::default() };
+        assert!(!m.keeps(&hevc), "a viewer cannot undo the route's codec filter");
+        assert!(!m.keeps(&avc), "no codec passes both lists");
+        let narrower = merge(&route, &Filter { codecs: vec!["avc1.64".into()], ..Default::default() });
+        assert_eq!(narrower.codecs, vec!["avc1.64".to_owned()]);
     }
 }

@@ -95,6 +95,18 @@ fn environment_overrides_files() {
 }
 
 #[test]
+fn signing_needs_manifests_to_be_rewritten() {
+    let cfg = write_config(
+        "signnone.toml",
+        "[origins.o]\nurls = [\"http://127.0.0.1:1\"]\n[routes.r]\nprefix = \"/\"\norigin = \"o\"\n[routes.r.manifest]\nrewrite = \"none\"\n[routes.r.tokenize]\nkey = \"zz\"\n",
+    );
+    let (code, _, err) = run_bin(&["check", "-c", cfg.to_str().unwrap()], &[]);
+    assert_eq!(code, 2);
+    assert!(err.contains("routes.r.tokenize: signing child URLs needs manifest.rewrite"), "{err}");
+    assert!(err.contains("routes.r.tokenize.key: not a usable hex key"), "{err}");
+}
+
+#[test]
 fn overlapping_listen_addresses() {
     let cfg = write_config(
         "overlap.toml",
@@ -148,7 +160,10 @@ fn every_example_config_is_valid() {
         if !matches!(ext.as_str(), "toml" | "yaml" | "yml") || name == "demo.toml" {
             continue;
         }
-        let (code, out, err) = run_bin(&["check", "-c", p.to_str().unwrap()], &[("STREAMGATE_ADMIN_TOKEN", "example-token")]);
+        let (code, out, err) = run_bin(
+            &["check", "-c", p.to_str().unwrap()],
+            &[("STREAMGATE_ADMIN_TOKEN", "example-token"), ("TOKEN_KEY", "00112233445566778899aabbccddeeff")],
+        );
         assert_eq!(code, 0, "{name}: {out}{err}");
         checked += 1;
     }

@@ -69,6 +69,15 @@ async fn range_requests_for_manifests_get_the_whole_rewritten_body() {
 }
 
 #[tokio::test]
+async fn head_on_a_manifest_does_not_promise_the_origin_length() {
+    let (p, _d) = proxy("rewrite = \"proxy\"", "").await;
+    let r = send(Method::HEAD, &p.url("/v/vod/master.m3u8"), &[]).await;
+    assert_eq!(r.status, 200);
+    assert!(r.headers.get("etag").is_none());
+    assert_ne!(r.headers.get("content-length").map(|v| v.to_str().unwrap().to_owned()), Some(MASTER.len().to_string()));
+}
+
+#[tokio::test]
 async fn cdn_mode_points_children_at_the_cdn() {
     let (p, _d) = proxy("rewrite = \"cdn\"\ncdn_base = \"https://cdn.example.com/edge/\"", "").await;
     let body = get(&p.url("/v/vod/master.m3u8")).await.text();

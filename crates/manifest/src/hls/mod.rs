@@ -75,7 +75,7 @@ pub fn rewrite(input: &[u8], plan: &Plan<'_>) -> Result<Vec<u8>, ManifestError> 
     // Filtering: while a removed variant's lines are skipped, up to its URI line.
     let mut skipping_variant = false;
     let mut scratch = String::with_capacity(256);
-    let (mut variants, mut kept, mut kept_video) = (0usize, 0usize, 0usize);
+    let (mut variants, mut kept, mut video, mut kept_video) = (0usize, 0usize, 0usize, 0usize);
     while pos < body.len() {
         let end = memchr::memchr(b'\n', &body[pos..]).map_or(body.len(), |i| pos + i + 1);
         let raw = &body[pos..end];
@@ -112,11 +112,13 @@ pub fn rewrite(input: &[u8], plan: &Plan<'_>) -> Result<Vec<u8>, ManifestError> 
                 variants += 1;
                 if let Some(f) = filter {
                     let r = rendition(attr_text.unwrap_or(b""), line_no)?;
+                    let is_video = r.is_video() || r.codecs.is_none();
+                    video += usize::from(is_video);
                     if !f.keeps(&r) {
                         skipping_variant = true;
                         continue;
                     }
-                    kept_video += usize::from(r.is_video() || r.codecs.is_none());
+                    kept_video += usize::from(is_video);
                 }
                 kept += 1;
                 out.extend_from_slice(raw);
@@ -188,7 +190,7 @@ pub fn rewrite(input: &[u8], plan: &Plan<'_>) -> Result<Vec<u8>, ManifestError> 
     }
     v.finish(line_no)?;
     if let Some(f) = filter {
-        if variants > 0 && (kept == 0 || kept_video == 0) {
+        if variants > 0 && (kept == 0 || (video > 0 && kept_video == 0)) {
             return Err(ManifestError::FilterRemovedAll(f.describe()));
         }
     }

@@ -96,6 +96,14 @@ fn filters_remove_variants_with_their_uri_lines() {
 }
 
 #[test]
+fn audio_only_masters_may_be_filtered() {
+    let radio = "#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=64000,CODECS=\"mp4a.40.2\"\nlo.m3u8\n#EXT-X-STREAM-INF:BANDWIDTH=256000,CODECS=\"mp4a.40.2\"\nhi.m3u8\n";
+    let f = Filter { max_bandwidth: Some(100_000), ..Default::default() };
+    let out = run(Mode::Proxy, radio, "", Some(&f)).unwrap_or_default();
+    assert!(out.contains("lo.m3u8") && !out.contains("hi.m3u8"), "{out}");
+}
+
+#[test]
 fn malformed_attribute_lists_are_copied_untouched() {
     let bad = "#EXTM3U\n#EXT-X-TARGETDURATION:4\n#EXT-X-KEY:METHOD=AES-128,URI=\"http://origin.test/k\n#EXTINF:4,\ns.ts\n";
     let out = run(Mode::Proxy, bad, "", None).unwrap_or_default();
