@@ -26,7 +26,7 @@ use crate::config::ServerSettings;
 pub fn connection_builder(s: &ServerSettings) -> auto::Builder<TokioExecutor> {
     let mut b = auto::Builder::new(TokioExecutor::new());
     let buf = (s.max_header_bytes * 4).max(64 * 1024);
-    b.http1().timer(TokioTimer::new()).header_read_timeout(s.header_read_timeout).max_buf_size(buf).max_headers(1024).keep_alive(true);
+    b.http1().timer(TokioTimer::new()).header_read_timeout(s.header_read_timeout).max_buf_size(buf).keep_alive(true);
     b.http2()
         .timer(TokioTimer::new())
         .max_header_list_size(u32::try_from(buf).unwrap_or(u32::MAX))

@@ -47,23 +47,25 @@ fn via_value(version: Version) -> HeaderValue {
 }
 
 /// Appends `value` to a comma-list header, or sets it.
-fn append_list(h: &mut HeaderMap, name: HeaderName, value: &str) {
+fn append_list(h: &mut HeaderMap, name: HeaderName, value: HeaderValue) {
     let joined = match h.get(&name).and_then(|v| v.to_str().ok()) {
-        Some(prev) if !prev.is_empty() => format!("{prev}, {value}"),
-        _ => value.to_owned(),
+        Some(prev) if !prev.is_empty() => HeaderValue::from_str(&format!("{prev}, {}", value.to_str().unwrap_or(""))).ok(),
+        _ => Some(value),
     };
-    if let Ok(v) = HeaderValue::from_str(&joined) {
+    if let Some(v) = joined {
         h.insert(name, v);
     }
 }
 
 /// Prepares client request headers for the origin. `host` is the Host the client asked for.
-pub fn to_upstream(h: &mut HeaderMap, version: Version, peer: IpAddr, host: Option<&str>) {
+pub fn to_upstream(h: &mut HeaderMap, version: Version, peer: IpAddr, host: Option<HeaderValue>) {
     remove_hop_by_hop(h);
     h.remove(http::header::HOST);
-    append_list(h, VIA, via_value(version).to_str().unwrap_or("1.1 streamgate"));
-    append_list(h, X_FORWARDED_FOR, &peer.to_string());
-    append_list(h, X_FORWARDED_PROTO, "http");
+    append_list(h, VIA, via_value(version));
+    if let Ok(ip) = HeaderValue::from_str(&peer.to_string()) {
+        append_list(h, X_FORWARDED_FOR, ip);
+    }
+    append_list(h, X_FORWARDED_PROTO, HeaderValue::from_static("http"));
     if let Some(host) = host {
         append_list(h, X_FORWARDED_HOST, host);
     }
@@ -72,7 +74,7 @@ pub fn to_upstream(h: &mut HeaderMap, version: Version, peer: IpAddr, host: Opti
 /// Prepares origin response headers for the client.
 pub fn to_client(h: &mut HeaderMap, upstream_version: Version) {
     remove_hop_by_hop(h);
-    append_list(h, VIA, via_value(upstream_version).to_str().unwrap_or("1.1 streamgate"));
+    append_list(h, VIA, via_value(upstream_version));
 }
 
 #[cfg(test)]
@@ -87,7 +89,12 @@ mod tests {
         h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
         h.insert(TE, HeaderValue::from_static("trailers"));
         h.insert("x-end-to-end", HeaderValue::from_static("1"));
-        to_upstream(&mut h, Version::HTTP_11, "10.1.2.3".parse().unwrap_or(IpAddr::from([0, 0, 0, 0])), Some("video.example"));
+        to_upstream(
+            &mut h,
+            Version::HTTP_11,
+            "10.1.2.3".parse().unwrap_or(IpAddr::from([0, 0, 0, 0])),
+            Some(HeaderValue::from_static("video.example")),
+        );
         assert!(h.get("x-secret-hop").is_none() && h.get(CONNECTION).is_none() && h.get(TE).is_none());
         assert!(h.get("keep-alive").is_none());
         assert_eq!(h["x-end-to-end"], "1");

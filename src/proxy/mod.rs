@@ -22,16 +22,27 @@ pub fn check_path(path: &str) -> Result<(), ProxyError> {
         return Err(ProxyError::BadRequest("request target must be an absolute path".into()));
     }
     for seg in path.split('/') {
-        if seg.is_empty() || seg.len() > 6 {
-            continue;
-        }
-        let lower = seg.to_ascii_lowercase();
-        let dots = lower.replace("%2e", ".");
-        if dots == "." || dots == ".." {
+        if !seg.is_empty() && seg.len() <= 6 && is_dot_segment(seg.as_bytes()) {
             return Err(ProxyError::BadRequest("dot segments are not allowed in paths".into()));
         }
     }
     Ok(())
+}
+
+/// `.` or `..`, with any dot written as `%2e`/`%2E`.
+fn is_dot_segment(mut s: &[u8]) -> bool {
+    let mut dots = 0;
+    while !s.is_empty() {
+        if s[0] == b'.' {
+            s = &s[1..];
+        } else if s.len() >= 3 && s[0] == b'%' && s[1] == b'2' && (s[2] | 0x20) == b'e' {
+            s = &s[3..];
+        } else {
+            return false;
+        }
+        dots += 1;
+    }
+    (1..=2).contains(&dots)
 }
 
 /// Sends the request to the route's origin, carrying the request id so that origin logs
@@ -48,11 +59,10 @@ pub async fn forward(
 ) -> Result<(Upstream, String), ProxyError> {
     let (parts, body) = req.into_parts();
     // X-Forwarded-Host carries the host as the client wrote it, port included.
-    let host = parts
-        .uri
-        .authority()
-        .map(|a| a.as_str().to_owned())
-        .or_else(|| parts.headers.get(http::header::HOST).and_then(|v| v.to_str().ok()).map(str::to_owned));
+    let host = match parts.uri.authority() {
+        Some(a) => HeaderValue::from_str(a.as_str()).ok(),
+        None => parts.headers.get(http::header::HOST).cloned(),
+    };
     let path = parts.uri.path();
     let upstream_path = route.upstream_path(path);
     let path_len = upstream_path.len();
@@ -66,10 +76,11 @@ pub async fn forward(
         None => upstream_path.clone(),
     };
     let mut headers = parts.headers;
-    headers::to_upstream(&mut headers, parts.version, peer, host.as_deref());
+    headers::to_upstream(&mut headers, parts.version, peer, host);
     headers.insert(crate::app::X_REQUEST_ID, request_id.clone());
-    let lower = upstream_path.to_ascii_lowercase();
-    if manifests && (lower.ends_with(".m3u8") || lower.ends_with(".mpd")) {
+    let ends_with =
+        |ext: &str| upstream_path.len() >= ext.len() && upstream_path[upstream_path.len() - ext.len()..].eq_ignore_ascii_case(ext);
+    if manifests && (ends_with(".m3u8") || ends_with(".mpd")) {
         // Manifests are rewritten whole: they must arrive uncompressed and complete (a
         // player's Range request gets the whole rewritten manifest with 200), and the
         // client's validators describe our output, not the origin's.
