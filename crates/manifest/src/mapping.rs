@@ -82,10 +82,10 @@ fn authority_eq(scheme: &str, given: &str, normalized: &str) -> bool {
     if given.len() == normalized.len() {
         return given.eq_ignore_ascii_case(normalized);
     }
-    let dp = default_port(scheme);
-    given.len() == normalized.len() + dp.len()
-        && given[..normalized.len()].eq_ignore_ascii_case(normalized)
-        && &given[normalized.len()..] == dp
+    // Bytes, not str slices: `given` comes from the document and may hold any character
+    // where `normalized` ends (found by fuzzing: a BOM inside an authority).
+    let (g, n, dp) = (given.as_bytes(), normalized.as_bytes(), default_port(scheme).as_bytes());
+    g.len() == n.len() + dp.len() && g.ends_with(dp) && g[..n.len()].eq_ignore_ascii_case(n)
 }
 
 /// A route children can be mapped to: its origins and public prefix.
@@ -374,6 +374,14 @@ mod tests {
             Decision::Replace(s) => assert_eq!(s, "https://cdn.example.com/vod/a/v1/index.m3u8?t=1"),
             Decision::Keep => panic!("cdn mode makes relative children absolute"),
         }
+    }
+
+    #[test]
+    fn fuzz_finding_multibyte_character_where_an_authority_ends() {
+        // dash_rewrite crash: "index 9 is not a char boundary; it is inside '\u{feff}'".
+        let m = mapper(Mode::Proxy);
+        assert_eq!(map(&m, "http://live.tes\u{feff}/live/a"), None);
+        assert_eq!(map(&m, "http://127.0.0.\u{feff}:80/a"), None);
     }
 
     #[test]
