@@ -35,7 +35,8 @@ fuzz_target!(|data: &[u8]| {
 
     // Anything goes in: no panic.
     let _ = verify(&key, token, path, NOW);
-    let opts = VerifyOptions { field_delimiter: fd, acl_delimiter: ad, start_leeway: u64::from(ctl), escape_early: escape, client_ip: Some(ip) };
+    let opts =
+        VerifyOptions { field_delimiter: fd, acl_delimiter: ad, start_leeway: u64::from(ctl), escape_early: escape, client_ip: Some(ip) };
     let _ = verify_with(&key, token, path, NOW, &opts);
     let _ = verify_with(&key, token, path, NOW, &VerifyOptions { client_ip: None, ..opts });
     let _ = AkamaiKey::from_hex(token);
@@ -53,7 +54,6 @@ fuzz_target!(|data: &[u8]| {
         escape_early: escape,
         ..TokenParams::default()
     };
-    let opts = VerifyOptions { client_ip: Some(ip), ..opts };
     let opts = VerifyOptions { start_leeway: 0, ..opts };
     let url_token = TokenParams { url: Some(path.to_owned()), ..base.clone() };
     let acl_token = TokenParams { acl: Some(path.to_owned()), ..base };

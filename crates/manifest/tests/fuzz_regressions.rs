@@ -36,3 +36,20 @@ fn dash_feff_after_segment_timeline() {
     let out = String::from_utf8(transform(Format::Dash, text.as_bytes(), &plan_for(&m)).unwrap()).unwrap();
     assert!(out.contains("</SegmentTimeline>\u{feff}<SegmentTemplate media=\"/vod/a/$Number$.m4s\"/>"), "{out}");
 }
+
+/// dash_rewrite, 2026-11-28: a second U+FEFF after the byte order mark was skipped by the
+/// reader too; positions went out of step and output was truncated (or panicked).
+#[test]
+fn dash_double_byte_order_mark() {
+    let m = Mapper::new(
+        Mode::None,
+        None,
+        RouteTarget { origins: vec![OriginId::parse("http://origin.test").unwrap()], prefix: "/vod/".into(), strip_prefix: true },
+        vec![],
+    );
+    let mpd = "\u{feff}\u{feff}<MPD><BaseURL>http://origin.test/a/</BaseURL></MPD>";
+    let plan = Plan { extra_query: "t=1", ..plan_for(&m) };
+    assert!(matches!(transform(Format::Dash, mpd.as_bytes(), &plan), Err(ManifestError::Dash { .. })));
+    let one = "\u{feff}<MPD><BaseURL>http://origin.test/a/</BaseURL></MPD>";
+    assert_eq!(transform(Format::Dash, one.as_bytes(), &plan).unwrap(), one.as_bytes());
+}

@@ -102,6 +102,11 @@ pub fn rewrite(whole: &[u8], plan: &Plan<'_>) -> Result<Vec<u8>, ManifestError> 
         Some(rest) => (&whole[..3], rest),
         None => (&whole[..0], whole),
     };
+    if input.starts_with(b"\xEF\xBB\xBF") {
+        // A second U+FEFF is text before the root (not well-formed), and the reader would
+        // silently skip it as another byte order mark, shifting positions (found by fuzzing).
+        return Err(err(3, "text before the MPD element (a second byte order mark)"));
+    }
     let text = std::str::from_utf8(input).map_err(|e| err(e.valid_up_to() as u64, "MPD is not valid UTF-8"))?;
     let identity = plan.is_identity();
     let filter = plan.filter.filter(|f| !f.is_empty());
