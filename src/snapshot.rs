@@ -5,7 +5,6 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use streamgate_manifest::token::AkamaiKey;
 use streamgate_manifest::{Filter, Mapper, Mode, OriginId, RouteTarget};
 
 use crate::config::schema::{FilterConfig, RewriteMode};
@@ -42,13 +41,11 @@ impl Snapshot {
                     RewriteMode::Cdn => Mode::Cdn,
                     RewriteMode::None => Mode::None,
                 };
-                let tokenize = r.tokenize.as_ref().and_then(|t| {
-                    Some(RouteToken {
-                        key: AkamaiKey::from_hex(t.key.expose()).ok()?,
-                        ttl: t.ttl.as_secs().max(1),
-                        verify: t.verify,
-                        param: t.param.clone(),
-                    })
+                let tokenize = r.tokenize.as_ref().map(|t| RouteToken {
+                    key: t.key.clone(),
+                    ttl: t.ttl.as_secs().max(1),
+                    verify: t.verify,
+                    param: t.param.clone(),
                 });
                 Some(Arc::new(Route {
                     name: r.name.as_str().into(),

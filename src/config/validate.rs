@@ -126,8 +126,8 @@ pub struct RouteSettings {
 /// `[routes.X.tokenize]`, typed.
 #[derive(Debug, Clone)]
 pub struct TokenSettings {
-    /// HMAC key (hex, checked).
-    pub key: Secret,
+    /// The decoded HMAC key (its `Debug` prints no key material).
+    pub key: streamgate_manifest::token::AkamaiKey,
     /// Token lifetime.
     pub ttl: Duration,
     /// Require valid tokens on this route.
@@ -325,7 +325,7 @@ pub fn validate(raw: RawConfig, loc: &Locator) -> Result<Config, ConfigErrors> {
                         None
                     }
                     Some(Ok(secret)) => match streamgate_manifest::token::AkamaiKey::from_hex(secret.expose()) {
-                        Ok(_) => Some(TokenSettings { key: secret, ttl: t.ttl.0, verify: t.verify, param: t.param.clone() }),
+                        Ok(key) => Some(TokenSettings { key, ttl: t.ttl.0, verify: t.verify, param: t.param.clone() }),
                         Err(e) => {
                             p(&format!("{tkey}.key"), format!("not a usable hex key: {e}"));
                             None

@@ -11,7 +11,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use http::{header, HeaderValue, Method, Response, StatusCode};
 use http_body_util::BodyExt;
-use streamgate_manifest::detect::{detect, sniff};
+use streamgate_manifest::detect::{by_content_type, detect, sniff};
 use streamgate_manifest::token::{self, TokenParams};
 use streamgate_manifest::{transform, Filter, Format, ManifestError, Mode, Plan};
 
@@ -99,7 +99,7 @@ pub async fn respond(ctx: &ManifestContext<'_>, resp: Response<Body>) -> Result<
     if *ctx.method != Method::GET || resp.status() != StatusCode::OK {
         return Ok(resp);
     }
-    let generic = !matches!(ct.map(|c| c.to_ascii_lowercase()), Some(c) if c.contains("mpegurl") || c.contains("dash+xml"));
+    let generic = by_content_type(ct).is_none();
     if let Some(enc) = resp.headers().get(header::CONTENT_ENCODING).filter(|v| v.as_bytes() != b"identity") {
         return Err(ProxyError::ManifestInvalid(format!(
             "the origin sent the manifest with Content-Encoding {:?}, which cannot be rewritten",
@@ -125,7 +125,7 @@ pub async fn respond(ctx: &ManifestContext<'_>, resp: Response<Body>) -> Result<
         h.remove(name);
     }
     h.insert(header::CONTENT_LENGTH, HeaderValue::from(out.len()));
-    if ct.is_none() || generic {
+    if generic {
         let t = match format {
             Format::Hls => "application/vnd.apple.mpegurl",
             Format::Dash => "application/dash+xml",

@@ -20,19 +20,30 @@ fn generic(ct: &str) -> bool {
         || ct.starts_with("text/xml")
 }
 
+/// The format a content type names by itself (`None` for generic or other types).
+pub fn by_content_type(content_type: Option<&str>) -> Option<Format> {
+    let ct = content_type.unwrap_or("");
+    let essence = ct.split(';').next().unwrap_or("").trim();
+    let is = |t: &str| essence.eq_ignore_ascii_case(t);
+    if is("application/vnd.apple.mpegurl") || is("application/x-mpegurl") || is("audio/mpegurl") || is("audio/x-mpegurl") {
+        Some(Format::Hls)
+    } else if is("application/dash+xml") {
+        Some(Format::Dash)
+    } else {
+        None
+    }
+}
+
 /// Decides whether a response is a manifest. `head` is the start of the body (a few
 /// hundred bytes are enough), or empty when the body has not been read yet: then a
 /// generic content type with a manifest extension answers `Some` tentatively and the
 /// caller confirms with [`sniff`] once bytes are there.
 pub fn detect(content_type: Option<&str>, path: &str) -> Option<Format> {
-    let ct = content_type.unwrap_or("").trim().to_ascii_lowercase();
-    let essence = ct.split(';').next().unwrap_or("").trim();
-    match essence {
-        "application/vnd.apple.mpegurl" | "application/x-mpegurl" | "audio/mpegurl" | "audio/x-mpegurl" => return Some(Format::Hls),
-        "application/dash+xml" => return Some(Format::Dash),
-        _ => {}
+    if let Some(f) = by_content_type(content_type) {
+        return Some(f);
     }
-    if !generic(essence) {
+    let essence = content_type.unwrap_or("").split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    if !generic(&essence) {
         return None;
     }
     let lower = path.to_ascii_lowercase();

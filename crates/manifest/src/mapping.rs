@@ -256,26 +256,8 @@ pub fn append_query(url: &mut String, extra: &str) {
     url.insert_str(head_end, &insert);
 }
 
-/// How one URI site should be written.
-pub enum Decision {
-    /// Leave the bytes as they are.
-    Keep,
-    /// Write this instead.
-    Replace(String),
-}
-
-/// Decides the new value of one URI reference found in a document with `base`.
-pub fn decide(mapper: &Mapper, base: &Base, reference: &str, extra_query: &str) -> Decision {
-    let mut out = String::new();
-    if decide_into(mapper, base, reference, extra_query, &mut out) {
-        Decision::Replace(out)
-    } else {
-        Decision::Keep
-    }
-}
-
-/// Like [`decide`], writing a replacement into `out` (a reusable buffer) and returning
-/// whether there is one. The hot path of playlist rewriting: no allocation per URI once
+/// Decides the new value of one URI reference found in a document with `base`: writes
+/// the replacement into `out` (a reusable buffer) and returns whether there is one. The hot path of playlist rewriting: no allocation per URI once
 /// `out` has grown.
 pub fn decide_into(mapper: &Mapper, base: &Base, reference: &str, extra_query: &str, out: &mut String) -> bool {
     out.clear();
@@ -352,28 +334,32 @@ mod tests {
         assert_eq!(map(&m, "http://127.0.0.1:18080/a/seg.ts?x=1#f").as_deref(), Some("https://cdn.example.com/vod/a/seg.ts?x=1#f"));
     }
 
+    fn decide(m: &Mapper, base: &Base, r: &str, extra: &str) -> Option<String> {
+        let mut out = String::new();
+        decide_into(m, base, r, extra, &mut out).then_some(out)
+    }
+
     #[test]
     fn relative_references_are_kept_when_they_already_resolve_right() {
         let m = mapper(Mode::Proxy);
         let base = Base::new(&m, "http://127.0.0.1:18080/a/master.m3u8".into(), "/vod/a/master.m3u8".into());
         assert!(base.coherent);
-        assert!(matches!(decide(&m, &base, "v1/index.m3u8", ""), Decision::Keep));
-        assert!(matches!(decide(&m, &base, "../b/x.ts", ""), Decision::Keep));
-        match decide(&m, &base, "../../../x.ts", "") {
-            Decision::Replace(s) => assert_eq!(s, "/vod/x.ts"),
-            Decision::Keep => panic!("a reference climbing out of the route must be rewritten"),
-        }
-        match decide(&m, &base, "v1/index.m3u8", "session=a%20b") {
-            Decision::Replace(s) => assert_eq!(s, "/vod/a/v1/index.m3u8?session=a%20b"),
-            Decision::Keep => panic!("extra query must be added"),
-        }
+        assert_eq!(decide(&m, &base, "v1/index.m3u8", ""), None);
+        assert_eq!(decide(&m, &base, "../b/x.ts", ""), None);
+        assert_eq!(
+            decide(&m, &base, "../../../x.ts", "").as_deref(),
+            Some("/vod/x.ts"),
+            "a reference climbing out of the route is rewritten"
+        );
+        assert_eq!(decide(&m, &base, "v1/index.m3u8", "session=a%20b").as_deref(), Some("/vod/a/v1/index.m3u8?session=a%20b"));
         let cdn = mapper(Mode::Cdn);
         let base = Base::new(&cdn, "http://127.0.0.1:18080/a/master.m3u8".into(), "/vod/a/master.m3u8".into());
         assert!(!base.coherent);
-        match decide(&cdn, &base, "v1/index.m3u8?t=1", "") {
-            Decision::Replace(s) => assert_eq!(s, "https://cdn.example.com/vod/a/v1/index.m3u8?t=1"),
-            Decision::Keep => panic!("cdn mode makes relative children absolute"),
-        }
+        assert_eq!(
+            decide(&cdn, &base, "v1/index.m3u8?t=1", "").as_deref(),
+            Some("https://cdn.example.com/vod/a/v1/index.m3u8?t=1"),
+            "cdn mode makes relative children absolute"
+        );
     }
 
     #[test]

@@ -16,7 +16,7 @@ use quick_xml::events::{BytesStart, Event};
 use quick_xml::Reader;
 
 use crate::filter::Rendition;
-use crate::mapping::{decide, Base, Decision};
+use crate::mapping::{decide_into, Base};
 use crate::{url, ManifestError, Plan};
 
 /// Deepest element nesting accepted.
@@ -87,10 +87,8 @@ impl State<'_> {
     }
 
     fn map(&self, value: &str) -> Option<String> {
-        match decide(self.plan.mapper, self.base(), value, self.plan.extra_query) {
-            Decision::Keep => None,
-            Decision::Replace(s) => Some(s),
-        }
+        let mut out = String::new();
+        decide_into(self.plan.mapper, self.base(), value, self.plan.extra_query, &mut out).then_some(out)
     }
 }
 
