@@ -44,6 +44,21 @@ async fn request_headers_to_the_origin() {
 }
 
 #[tokio::test]
+async fn range_and_conditional_requests_reach_http_origins() {
+    let (_o, p) = setup().await;
+    let r = send(
+        Method::GET,
+        &p.url("/echo/seg.ts"),
+        &[("range", "bytes=100-199"), ("if-none-match", "\"abc\""), ("if-modified-since", "Sat, 28 Nov 2026 08:00:00 GMT")],
+    )
+    .await;
+    let h = &r.json()["headers"];
+    assert_eq!(h["range"], "bytes=100-199");
+    assert_eq!(h["if-none-match"], "\"abc\"");
+    assert_eq!(h["if-modified-since"], "Sat, 28 Nov 2026 08:00:00 GMT");
+}
+
+#[tokio::test]
 async fn response_headers_to_the_client() {
     let (_o, p) = setup().await;
     let r = get(&p.url("/hop")).await;

@@ -4,16 +4,18 @@ use http::Method;
 
 use crate::support::{get, send, Proxy, TestOrigin};
 
-#[tokio::test]
-async fn longest_prefix_wins_and_strip_prefix_maps_the_path() {
+/// Origins `a` and `b`, and `routes` (TOML) over them.
+async fn two_origins(routes: &str) -> (TestOrigin, TestOrigin, Proxy) {
     let a = TestOrigin::start("a").await;
     let b = TestOrigin::start("b").await;
-    let p = Proxy::start(&format!(
+    let p = Proxy::start(&format!("[origins.a]\nurls = [\"{}\"]\n[origins.b]\nurls = [\"{}\"]\n{routes}", a.url(), b.url())).await;
+    (a, b, p)
+}
+
+#[tokio::test]
+async fn longest_prefix_wins_and_strip_prefix_maps_the_path() {
+    let (_a, _b, p) = two_origins(
         r#"
-[origins.a]
-urls = ["{}"]
-[origins.b]
-urls = ["{}"]
 [routes.all]
 prefix = "/"
 origin = "a"
@@ -22,9 +24,7 @@ prefix = "/vod/"
 origin = "b"
 strip_prefix = true
 "#,
-        a.url(),
-        b.url()
-    ))
+    )
     .await;
     let r = get(&p.url("/vod/echo/x/master.m3u8?token=abc&b=%20")).await;
     assert_eq!(r.status, 200);
@@ -41,14 +41,8 @@ strip_prefix = true
 
 #[tokio::test]
 async fn host_specific_routes_beat_any_host() {
-    let a = TestOrigin::start("a").await;
-    let b = TestOrigin::start("b").await;
-    let p = Proxy::start(&format!(
+    let (_a, _b, p) = two_origins(
         r#"
-[origins.a]
-urls = ["{}"]
-[origins.b]
-urls = ["{}"]
 [routes.generic]
 prefix = "/v/"
 origin = "a"
@@ -57,9 +51,7 @@ prefix = "/v/"
 host = "Video.Example.com"
 origin = "b"
 "#,
-        a.url(),
-        b.url()
-    ))
+    )
     .await;
     let r = send(Method::GET, &p.url("/v/x"), &[("host", "video.example.com:8443")]).await;
     assert_eq!(r.text(), "origin b");
