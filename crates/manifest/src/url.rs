@@ -23,13 +23,20 @@ pub fn split(s: &str) -> Parts<'_> {
     let b = s.as_bytes();
     let mut p = Parts::default();
     let mut end = b.len();
-    if let Some(i) = memchr::memchr(b'#', b) {
-        p.fragment = Some(&s[i + 1..]);
-        end = i;
-    }
-    if let Some(i) = memchr::memchr(b'?', &b[..end]) {
-        p.query = Some(&s[i + 1..end]);
-        end = i;
+    // One scan finds whichever of '?' and '#' comes first: a '?' after the '#' belongs
+    // to the fragment, so the fragment search then only covers the query.
+    if let Some(i) = memchr::memchr2(b'?', b'#', b) {
+        if b[i] == b'#' {
+            p.fragment = Some(&s[i + 1..]);
+            end = i;
+        } else {
+            if let Some(j) = memchr::memchr(b'#', &b[i + 1..]) {
+                p.fragment = Some(&s[i + 2 + j..]);
+                end = i + 1 + j;
+            }
+            p.query = Some(&s[i + 1..end]);
+            end = i;
+        }
     }
     let mut start = 0;
     // A scheme is letters, digits, + - . up to the first ':' that comes before any '/'.
@@ -212,6 +219,25 @@ mod tests {
             ("g#s/../x", "http://a/b/c/g#s/../x"),
         ] {
             assert_eq!(resolve(base, r), want, "{r}");
+        }
+    }
+
+    proptest::proptest! {
+        /// The parts put back together are the input, and the query and fragment are
+        /// where RFC 3986 appendix B's regular expression puts them.
+        #[test]
+        fn split_round_trips(s in "[a-z:/?#.%$]{0,24}") {
+            let p = split(&s);
+            let mut back = String::new();
+            if let Some(x) = p.scheme { back.push_str(x); back.push(':'); }
+            if let Some(x) = p.authority { back.push_str("//"); back.push_str(x); }
+            back.push_str(p.path);
+            if let Some(x) = p.query { back.push('?'); back.push_str(x); }
+            if let Some(x) = p.fragment { back.push('#'); back.push_str(x); }
+            proptest::prop_assert_eq!(&back, &s);
+            let (head, frag) = s.split_once('#').map_or((s.as_str(), None), |(h, f)| (h, Some(f)));
+            proptest::prop_assert_eq!(p.fragment, frag);
+            proptest::prop_assert_eq!(p.query, head.split_once('?').map(|(_, q)| q));
         }
     }
 

@@ -69,6 +69,14 @@ pub fn rewrite(input: &[u8], plan: &Plan<'_>) -> Result<Vec<u8>, ManifestError> 
     let mut out = Vec::with_capacity(if identity { 0 } else { input.len() + input.len() / 4 });
     out.extend_from_slice(bom);
     let base = Base::new(plan.mapper, plan.origin_url.to_owned(), plan.public_path.to_owned());
+    // Validated once for the whole playlist (fast in bulk); each URI is then a slice of
+    // it. A playlist with invalid UTF-8 somewhere (a Latin-1 comment) falls back to
+    // checking each URI on its own.
+    let text = std::str::from_utf8(body).ok();
+    let as_str = |from: usize, to: usize, line_no: usize| match text {
+        Some(t) => t.get(from..to).ok_or_else(|| err(line_no, "URI is not valid UTF-8")),
+        None => std::str::from_utf8(&body[from..to]).map_err(|_| err(line_no, "URI is not valid UTF-8")),
+    };
     let mut v = Validator::new();
     let mut line_no = 0usize;
     let mut pos = 0usize;
@@ -79,6 +87,7 @@ pub fn rewrite(input: &[u8], plan: &Plan<'_>) -> Result<Vec<u8>, ManifestError> 
     while pos < body.len() {
         let end = memchr::memchr(b'\n', &body[pos..]).map_or(body.len(), |i| pos + i + 1);
         let raw = &body[pos..end];
+        let line_start = pos;
         pos = end;
         line_no += 1;
         let mut content_end = raw.len();
@@ -159,8 +168,9 @@ pub fn rewrite(input: &[u8], plan: &Plan<'_>) -> Result<Vec<u8>, ManifestError> 
             }
             match found {
                 Some(a) => {
-                    let value = std::str::from_utf8(a.value).map_err(|_| err(line_no, "URI is not valid UTF-8"))?;
-                    if map_uri(plan, &base, value, &mut scratch) {
+                    let at = line_start + text_start + a.start;
+                    let value = as_str(at, at + a.value.len(), line_no)?;
+                    if map_uri(plan, &base, value, &mut scratch, memchr::memchr(b'{', a.value).is_some()) {
                         let s = text_start + a.start;
                         out.extend_from_slice(&raw[..s]);
                         out.extend_from_slice(scratch.as_bytes());
@@ -179,8 +189,8 @@ pub fn rewrite(input: &[u8], plan: &Plan<'_>) -> Result<Vec<u8>, ManifestError> 
             continue;
         }
         let last = line.iter().rposition(|c| !c.is_ascii_whitespace()).map_or(first, |i| i + 1);
-        let value = std::str::from_utf8(&line[first..last]).map_err(|_| err(line_no, "URI is not valid UTF-8"))?;
-        if map_uri(plan, &base, value, &mut scratch) {
+        let value = as_str(line_start + first, line_start + last, line_no)?;
+        if map_uri(plan, &base, value, &mut scratch, v.uri_has_brace()) {
             out.extend_from_slice(&raw[..first]);
             out.extend_from_slice(scratch.as_bytes());
             out.extend_from_slice(&raw[last..]);
@@ -202,10 +212,9 @@ pub fn rewrite(input: &[u8], plan: &Plan<'_>) -> Result<Vec<u8>, ManifestError> 
 
 /// Writes the new text of one URI into `scratch` and returns true, or returns false to
 /// keep it. URIs with variable references (`{$name}`, RFC 8216 §4.3) are kept: they only
-/// have a meaning after substitution.
-fn map_uri(plan: &Plan<'_>, base: &Base, uri: &str, scratch: &mut String) -> bool {
-    let b = uri.as_bytes();
-    if memchr::memchr(b'{', b).is_some() && b.windows(2).any(|w| w[0] == b'{' && w[1] == b'$') {
+/// have a meaning after substitution. `has_brace`: whether `uri` contains a `{` at all.
+fn map_uri(plan: &Plan<'_>, base: &Base, uri: &str, scratch: &mut String, has_brace: bool) -> bool {
+    if has_brace && uri.as_bytes().windows(2).any(|w| w[0] == b'{' && w[1] == b'$') {
         return false;
     }
     decide_into(plan.mapper, base, uri, plan.extra_query, scratch)

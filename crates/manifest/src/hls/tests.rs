@@ -169,3 +169,22 @@ proptest! {
         let _ = super::rewrite(&b, &plan);
     }
 }
+
+/// The whole playlist is checked for UTF-8 once; a stray Latin-1 byte outside any URI
+/// (a comment) makes the rewriter check each URI on its own instead of failing.
+#[test]
+fn invalid_utf8_outside_uris_is_copied_and_inside_a_uri_is_refused() {
+    let m = mapper(Mode::Proxy);
+    let plan = Plan { mapper: &m, origin_url: "http://origin.test/a/i.m3u8", public_path: "/vod/a/i.m3u8", extra_query: "", filter: None };
+    let input = b"#EXTM3U\n#EXT-X-TARGETDURATION:6\n# caf\xe9\n#EXT-X-MAP:URI=\"http://origin.test/a/init.mp4\"\n#EXTINF:6,\nhttp://origin.test/a/s1.ts\n";
+    let out = super::rewrite(input, &plan).unwrap();
+    let want = b"#EXTM3U\n#EXT-X-TARGETDURATION:6\n# caf\xe9\n#EXT-X-MAP:URI=\"/vod/a/init.mp4\"\n#EXTINF:6,\n/vod/a/s1.ts\n";
+    assert_eq!(out, want.to_vec(), "{}", String::from_utf8_lossy(&out));
+    for bad in [&b"#EXTM3U\n#EXTINF:6,\nhttp://origin.test/a/s\xe9.ts\n"[..], b"#EXTM3U\n#EXT-X-MAP:URI=\"s\xe9.mp4\"\n#EXTINF:6,\ns.ts\n"]
+    {
+        match super::rewrite(bad, &plan) {
+            Err(ManifestError::Hls { reason, .. }) => assert!(reason.contains("UTF-8"), "{reason}"),
+            other => panic!("{other:?}"),
+        }
+    }
+}

@@ -53,6 +53,8 @@ pub struct Validator {
     /// Variable names defined so far (NAME, IMPORT or QUERYPARAM of `EXT-X-DEFINE`).
     /// Empty, without allocation, unless the playlist uses `EXT-X-DEFINE`.
     vars: Vec<Box<[u8]>>,
+    /// The last URI line contained a `{` (a possible variable reference).
+    uri_has_brace: bool,
 }
 
 fn err(line: usize, reason: impl Into<String>) -> ManifestError {
@@ -124,6 +126,12 @@ impl Validator {
         Self::default()
     }
 
+    /// Whether the URI line just checked contains a `{`, so the rewriter need not scan it
+    /// again for variable references.
+    pub fn uri_has_brace(&self) -> bool {
+        self.uri_has_brace
+    }
+
     /// Checks one line (without its line terminator; a trailing `\r` already removed).
     /// `line_no` is 1-based. The first line has had any UTF-8 BOM removed.
     pub fn line(&mut self, line_no: usize, line: &[u8]) -> Result<(), ManifestError> {
@@ -181,7 +189,8 @@ impl Validator {
     /// media segment tags, or (tolerated, as players ignore it) a stray line in a master
     /// playlist.
     fn uri(&mut self, line_no: usize, line: &[u8]) -> Result<(), ManifestError> {
-        if memchr::memchr(b'{', line).is_some() {
+        self.uri_has_brace = memchr::memchr(b'{', line).is_some();
+        if self.uri_has_brace {
             self.check_refs(line_no, line)?;
         }
         if self.pending_variant {
@@ -323,7 +332,8 @@ impl Validator {
             // Unknown tags: no rules, and no variable substitution either.
             _ => return Ok(()),
         }
-        if memchr::memchr(b'{', line).is_some() {
+        self.uri_has_brace = memchr::memchr(b'{', line).is_some();
+        if self.uri_has_brace {
             self.check_refs(line_no, line)?;
         }
         Ok(())
