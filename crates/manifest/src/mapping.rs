@@ -216,14 +216,18 @@ pub struct Base {
 impl Base {
     /// Builds a base pair and decides coherence once.
     pub fn new(mapper: &Mapper, origin: String, public: String) -> Self {
-        let mut mapped = String::new();
-        let coherent = mapper.map_absolute(&origin, &mut mapped) && dir(strip_qf(&mapped)) == dir(strip_qf(&public));
+        Self::new_with(mapper, origin, public, &mut String::new())
+    }
+
+    /// [`Base::new`] with a reusable buffer for the mapped origin URL.
+    pub fn new_with(mapper: &Mapper, origin: String, public: String, scratch: &mut String) -> Self {
+        let coherent = mapper.map_absolute(&origin, scratch) && dir(strip_qf(scratch)) == dir(strip_qf(&public));
         Self { origin, public, coherent }
     }
 }
 
 fn strip_qf(s: &str) -> &str {
-    let end = s.find(['?', '#']).unwrap_or(s.len());
+    let end = memchr::memchr2(b'?', b'#', s.as_bytes()).unwrap_or(s.len());
     &s[..end]
 }
 

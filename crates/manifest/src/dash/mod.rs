@@ -78,7 +78,20 @@ struct State<'p> {
     set_depth: usize,
     video_total: usize,
     video_kept: usize,
+    /// Reused buffers: the new text of one URL, and the mapped URL of a new base.
+    mapped: String,
     scratch: String,
+    /// Searchers for the end tag and a nested start tag of skipped SegmentTimelines,
+    /// built once per document (for the element name as written, prefix included).
+    timeline: Option<TimelineFinders>,
+}
+
+struct TimelineFinders {
+    name: Vec<u8>,
+    close: memchr::memmem::Finder<'static>,
+    open: memchr::memmem::Finder<'static>,
+    comment_or_cdata: memchr::memmem::Finder<'static>,
+    pi: memchr::memmem::Finder<'static>,
 }
 
 impl State<'_> {
@@ -86,9 +99,10 @@ impl State<'_> {
         self.bases.last().map_or(&self.doc_base, |(_, b)| b)
     }
 
-    fn map(&self, value: &str) -> Option<String> {
-        let mut out = String::new();
-        decide_into(self.plan.mapper, self.base(), value, self.plan.extra_query, &mut out).then_some(out)
+    /// Decides the new text of `value` into `self.mapped`; false when it stays.
+    fn map(&mut self, value: &str) -> bool {
+        let base = self.bases.last().map_or(&self.doc_base, |(_, b)| b);
+        decide_into(self.plan.mapper, base, value, self.plan.extra_query, &mut self.mapped)
     }
 }
 
@@ -132,7 +146,9 @@ pub fn rewrite(whole: &[u8], plan: &Plan<'_>) -> Result<Vec<u8>, ManifestError> 
         set_depth: 0,
         video_total: 0,
         video_kept: 0,
+        mapped: String::new(),
         scratch: String::new(),
+        timeline: None,
     };
     st.out.extend_from_slice(bom);
     let mut depth = 0usize;
@@ -221,8 +237,11 @@ pub fn rewrite(whole: &[u8], plan: &Plan<'_>) -> Result<Vec<u8>, ManifestError> 
                 // Thousands of <S/> and no URI site: find the end tag with a SIMD search,
                 // copy the span as it is, and restart the reader after it. Timelines with
                 // comments or other markup inside go through the reader event by event.
-                let skip_to =
-                    if !empty && local == b"SegmentTimeline" { skip_element(input, after, e.name().as_ref().as_bytes()) } else { None };
+                let skip_to = if !empty && local == b"SegmentTimeline" {
+                    skip_element(&mut st, input, after, e.name().as_ref().as_bytes())
+                } else {
+                    None
+                };
                 if let Some(to) = skip_to {
                     st.out.extend_from_slice(&input[after..to]);
                     open.pop();
@@ -268,7 +287,7 @@ pub fn rewrite(whole: &[u8], plan: &Plan<'_>) -> Result<Vec<u8>, ManifestError> 
                     continue;
                 }
                 if let Some(site) = text_site.take_if(|s| s.depth == depth) {
-                    finish_text_site(&mut st, input, &site, before)?;
+                    finish_text_site(&mut st, text, &site, before)?;
                 }
                 st.out.extend_from_slice(raw);
                 if filter.is_some() && e.local_name().as_ref().as_bytes() == b"AdaptationSet" && depth == st.set_depth {
@@ -318,22 +337,24 @@ pub fn rewrite(whole: &[u8], plan: &Plan<'_>) -> Result<Vec<u8>, ManifestError> 
 /// nested element of the same name or markup that could hide a tag (comments, CDATA,
 /// processing instructions, DTD pieces) makes a plain search unsafe; the caller then
 /// processes the element event by event.
-fn skip_element(input: &[u8], from: usize, name: &[u8]) -> Option<usize> {
-    let mut close = Vec::with_capacity(name.len() + 2);
-    close.extend_from_slice(b"</");
-    close.extend_from_slice(name);
-    let rel = memchr::memmem::find(&input[from..], &close)?;
+fn skip_element(st: &mut State<'_>, input: &[u8], from: usize, name: &[u8]) -> Option<usize> {
+    if st.timeline.as_ref().is_none_or(|t| t.name != name) {
+        let tag = |lead: &[u8]| [lead, name].concat();
+        st.timeline = Some(TimelineFinders {
+            name: name.to_vec(),
+            close: memchr::memmem::Finder::new(&tag(b"</")).into_owned(),
+            open: memchr::memmem::Finder::new(&tag(b"<")).into_owned(),
+            comment_or_cdata: memchr::memmem::Finder::new(b"<!").into_owned(),
+            pi: memchr::memmem::Finder::new(b"<?").into_owned(),
+        });
+    }
+    let f = st.timeline.as_ref()?;
+    let rel = f.close.find(&input[from..])?;
     let body = &input[from..from + rel];
-    if memchr::memmem::find(body, b"<!").is_some() || memchr::memmem::find(body, b"<?").is_some() {
+    if f.comment_or_cdata.find(body).is_some() || f.pi.find(body).is_some() || f.open.find(body).is_some() {
         return None;
     }
-    let mut open_tag = Vec::with_capacity(name.len() + 1);
-    open_tag.push(b'<');
-    open_tag.extend_from_slice(name);
-    if memchr::memmem::find(body, &open_tag).is_some() {
-        return None;
-    }
-    let mut i = from + rel + close.len();
+    let mut i = from + rel + f.close.needle().len();
     while input.get(i).is_some_and(u8::is_ascii_whitespace) {
         i += 1;
     }
@@ -407,6 +428,25 @@ fn check_attrs(e: &BytesStart<'_>, raw: &[u8], at: usize) -> Result<(), Manifest
     if !attrs_spaced(raw) {
         return Err(err(at as u64, "attributes must be separated by whitespace"));
     }
+    // Duplicate names among the first few attributes are found here without quick-xml's
+    // per-attribute bookkeeping; elements with more go through its checked iterator.
+    const FEW: usize = 16;
+    let mut keys: [&[u8]; FEW] = [b""; FEW];
+    for (n, a) in e.attributes().with_checks(false).enumerate() {
+        let a = a.map_err(|x| err(at as u64, x.to_string()))?;
+        if n == FEW {
+            return check_attrs_many(e, at);
+        }
+        let key = a.key.into_inner().as_bytes();
+        if keys[..n].contains(&key) {
+            return Err(err(at as u64, format!("duplicate attribute {:?}", String::from_utf8_lossy(key))));
+        }
+        keys[n] = key;
+    }
+    Ok(())
+}
+
+fn check_attrs_many(e: &BytesStart<'_>, at: usize) -> Result<(), ManifestError> {
     let mut n = 0;
     for a in e.attributes() {
         a.map_err(|x| err(at as u64, x.to_string()))?;
@@ -450,9 +490,9 @@ fn write_start(st: &mut State<'_>, input: &[u8], e: &BytesStart<'_>, raw: &[u8],
         let Cow::Borrowed(rawv) = a.value else { continue };
         let Some(off) = offset_in(input, rawv) else { continue };
         let value = quick_xml::escape::unescape(rawv).map_err(|x| err(at as u64, x.to_string()))?;
-        if let Some(new) = st.map(&value) {
+        if st.map(&value) {
             st.out.extend_from_slice(&input[copied..off]);
-            st.out.extend_from_slice(quick_xml::escape::escape(new.as_str()).as_bytes());
+            st.out.extend_from_slice(quick_xml::escape::escape(st.mapped.as_str()).as_bytes());
             copied = off + rawv.len();
         }
     }
@@ -461,10 +501,11 @@ fn write_start(st: &mut State<'_>, input: &[u8], e: &BytesStart<'_>, raw: &[u8],
 }
 
 /// Handles the collected content of a BaseURL/Location/PatchLocation element.
-fn finish_text_site(st: &mut State<'_>, input: &[u8], site: &TextSite, end: usize) -> Result<(), ManifestError> {
-    let raw = &input[site.start..end];
-    let raw_str = std::str::from_utf8(raw).map_err(|_| err(site.start as u64, "URL is not valid UTF-8"))?;
-    if raw_str.contains('<') {
+fn finish_text_site(st: &mut State<'_>, text: &str, site: &TextSite, end: usize) -> Result<(), ManifestError> {
+    // Both ends are next to '>' and '<', so on character boundaries of the checked text.
+    let raw_str = text.get(site.start..end).ok_or_else(|| err(site.start as u64, "URL is not valid UTF-8"))?;
+    let raw = raw_str.as_bytes();
+    if memchr::memchr(b'<', raw).is_some() {
         // Markup inside a URL element (comments, CDATA): leave it exactly as written.
         st.out.extend_from_slice(raw);
         return Ok(());
@@ -478,22 +519,19 @@ fn finish_text_site(st: &mut State<'_>, input: &[u8], site: &TextSite, end: usiz
         if st.bases.last().is_none_or(|(d, _)| *d != container) {
             let parent = st.base();
             let origin = url::resolve(&parent.origin, trimmed);
-            let public = url::resolve(&parent.public, new.as_deref().unwrap_or(trimmed));
-            let b = Base::new(st.plan.mapper, origin, public);
+            let public = url::resolve(&parent.public, if new { &st.mapped } else { trimmed });
+            let b = Base::new_with(st.plan.mapper, origin, public, &mut st.scratch);
             st.bases.push((container, b));
         }
     }
-    match new {
-        Some(n) => {
-            let lead = raw_str.len() - raw_str.trim_start().len();
-            let trail = raw_str.len() - raw_str.trim_end().len();
-            st.out.extend_from_slice(&raw[..lead]);
-            st.scratch.clear();
-            st.scratch.push_str(&quick_xml::escape::escape(n.as_str()));
-            st.out.extend_from_slice(st.scratch.as_bytes());
-            st.out.extend_from_slice(&raw[raw.len() - trail..]);
-        }
-        None => st.out.extend_from_slice(raw),
+    if new {
+        let lead = raw_str.len() - raw_str.trim_start().len();
+        let trail = raw_str.len() - raw_str.trim_end().len();
+        st.out.extend_from_slice(&raw[..lead]);
+        st.out.extend_from_slice(quick_xml::escape::escape(st.mapped.as_str()).as_bytes());
+        st.out.extend_from_slice(&raw[raw.len() - trail..]);
+    } else {
+        st.out.extend_from_slice(raw);
     }
     Ok(())
 }

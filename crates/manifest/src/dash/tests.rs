@@ -111,3 +111,41 @@ fn hostile_documents_are_refused() {
     assert!(matches!(run(Mode::Proxy, "<NotMPD/>", "", None), Err(ManifestError::Dash { .. })));
     assert!(matches!(run(Mode::Proxy, "data", "", None), Err(ManifestError::Dash { .. })));
 }
+
+#[test]
+fn duplicate_attributes_on_containers_are_refused() {
+    for (doc, why) in [
+        ("<MPD><Period id=\"1\" id=\"2\"/></MPD>", "among the first few"),
+        (
+            &*format!("<MPD><Representation {} b5=\"x\"/></MPD>", (0..20).map(|i| format!("b{i}=\"1\"")).collect::<Vec<_>>().join(" ")),
+            "past the first sixteen",
+        ),
+    ] {
+        match run(Mode::Proxy, doc, "", None) {
+            Err(ManifestError::Dash { reason, .. }) => assert!(reason.to_lowercase().contains("duplicate"), "{why}: {reason}"),
+            other => panic!("{why}: {other:?}"),
+        }
+    }
+    assert!(run(Mode::Proxy, "<MPD><Period id=\"1\" start=\"PT0S\"/></MPD>", "", None).is_ok());
+}
+
+/// A SegmentTimeline is copied in one piece only when nothing in it could hide markup;
+/// either way its content and everything after it come out right.
+#[test]
+fn segment_timelines_with_and_without_markup_inside() {
+    let doc = |inner: &str| {
+        format!(
+            "<MPD><Period><AdaptationSet><SegmentTemplate media=\"s-$Time$.m4s\"><SegmentTimeline>{inner}</SegmentTimeline>\
+             </SegmentTemplate><BaseURL>http://origin.test/a/v/</BaseURL></AdaptationSet></Period></MPD>"
+        )
+    };
+    for inner in [
+        "<S t=\"0\" d=\"9\"/><S d=\"9\" r=\"3\"/>",
+        "<S t=\"0\" d=\"9\"/><!-- </SegmentTimeline> --><S d=\"9\"/>",
+        "<S t=\"0\" d=\"9\"/><?pi ?><S d=\"9\"/>",
+        "<S t=\"0\" d=\"9\" x=\"a?b!c\"/>",
+    ] {
+        let out = run(Mode::Proxy, &doc(inner), "", None).unwrap();
+        assert_eq!(out, doc(inner).replace("http://origin.test/a/v/", "/vod/a/v/"), "{inner}");
+    }
+}
