@@ -145,9 +145,86 @@ pub struct OriginConfig {
     /// Longest pause between two pieces of a response body; past it the response is
     /// aborted. Default `30s`.
     pub idle_timeout: ConfigDuration,
-    /// Extra attempts for idempotent requests on connect failure, each to another url
-    /// when there is one. Default `1`.
+    /// Extra attempts for idempotent requests (on connect failure, a reset before the
+    /// response head, or 502/503 from the origin), each to another url when there is
+    /// one. Default `1`.
     pub retries: u32,
+    /// Deadline for all attempts of one request together. Default `15s`.
+    pub retry_deadline: ConfigDuration,
+    /// Reach the origin through a tunnel: `socks5://[user:pass@]host:port` or
+    /// `http://[user:pass@]host:port` (HTTP CONNECT). Default none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub proxy: Option<ProxyUrl>,
+    /// Active health checks. Default none (only passive ejection).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub health: Option<HealthConfig>,
+    /// Consecutive failed requests (connect errors, resets, timeouts, 502/503) after
+    /// which a url leaves the balancer for `eject_for`. `0` turns this off. Default `5`.
+    pub eject_after: u32,
+    /// How long a passively ejected url stays out. Default `10s`.
+    pub eject_for: ConfigDuration,
+}
+
+/// `origins.NAME.health`: an active health check.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HealthConfig {
+    /// Path requested with GET on each url; 2xx is healthy. Required.
+    pub path: String,
+    /// Time between checks of one url (with up to 10% jitter). Default `5s`.
+    pub interval: ConfigDuration,
+    /// Time allowed for one check. Default `2s`.
+    pub timeout: ConfigDuration,
+    /// Consecutive failed checks that make a url unhealthy. Default `3`.
+    pub unhealthy_after: u32,
+    /// Consecutive passed checks that make an unhealthy url healthy again. Default `2`.
+    pub healthy_after: u32,
+}
+
+impl Default for HealthConfig {
+    fn default() -> Self {
+        Self {
+            path: String::new(),
+            interval: ConfigDuration(Duration::from_secs(5)),
+            timeout: ConfigDuration(Duration::from_secs(2)),
+            unhealthy_after: 3,
+            healthy_after: 2,
+        }
+    }
+}
+
+/// An upstream proxy URL as written; shown with its password replaced by `***`.
+#[derive(Clone, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct ProxyUrl(pub String);
+
+impl ProxyUrl {
+    /// The URL with any password replaced.
+    pub fn redacted(&self) -> String {
+        let s = &self.0;
+        let Some(scheme_end) = s.find("://") else { return s.clone() };
+        let rest = &s[scheme_end + 3..];
+        let auth_end = rest.find('/').unwrap_or(rest.len());
+        match rest[..auth_end].rfind('@') {
+            Some(at) => match rest[..at].find(':') {
+                Some(colon) => format!("{}{}:***{}", &s[..scheme_end + 3], &rest[..colon], &rest[at..]),
+                None => s.clone(),
+            },
+            None => s.clone(),
+        }
+    }
+}
+
+impl std::fmt::Debug for ProxyUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.redacted())
+    }
+}
+
+impl Serialize for ProxyUrl {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.redacted())
+    }
 }
 
 impl Default for OriginConfig {
@@ -160,6 +237,11 @@ impl Default for OriginConfig {
             response_timeout: ConfigDuration(Duration::from_secs(10)),
             idle_timeout: ConfigDuration(Duration::from_secs(30)),
             retries: 1,
+            retry_deadline: ConfigDuration(Duration::from_secs(15)),
+            proxy: None,
+            health: None,
+            eject_after: 5,
+            eject_for: ConfigDuration(Duration::from_secs(10)),
         }
     }
 }
@@ -271,6 +353,17 @@ pub struct ManifestConfig {
     pub cache: bool,
     /// Time a VOD manifest stays fresh. Default `10m`.
     pub vod_ttl: ConfigDuration,
+    /// Time a live manifest stays fresh when it states no refresh interval (a dynamic MPD
+    /// without `minimumUpdatePeriod`). Default `2s`.
+    pub live_ttl: ConfigDuration,
+    /// Past expiry, serve the old copy while one background refresh runs, for this long.
+    /// Default: live, half the target duration (`minimumUpdatePeriod` for DASH); VOD, `1m`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stale_while_revalidate: Option<ConfigDuration>,
+    /// Past expiry, serve the old copy while the origin fails, for this long. Default:
+    /// live, three target durations (`minimumUpdatePeriod`s for DASH); VOD, `1h`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stale_if_error: Option<ConfigDuration>,
     /// Largest manifest accepted from the origin. Default `16MiB`.
     pub max_bytes: ByteSize,
     /// Renditions to keep on this route. Default: all.
@@ -290,6 +383,9 @@ impl Default for ManifestConfig {
             cdn_base: None,
             cache: true,
             vod_ttl: ConfigDuration(Duration::from_secs(600)),
+            live_ttl: ConfigDuration(Duration::from_secs(2)),
+            stale_while_revalidate: None,
+            stale_if_error: None,
             max_bytes: ByteSize(16 << 20),
             filter: None,
             allow_query_filters: false,

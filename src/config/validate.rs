@@ -102,6 +102,113 @@ pub struct OriginSettings {
     pub idle_timeout: Duration,
     /// Extra attempts on connect failure.
     pub retries: u32,
+    /// Deadline for all attempts of one request.
+    pub retry_deadline: Duration,
+    /// Tunnel to reach the origin through.
+    pub proxy: Option<UpstreamProxy>,
+    /// Active health checks.
+    pub health: Option<HealthSettings>,
+    /// Consecutive failures before passive ejection (0: off).
+    pub eject_after: u32,
+    /// Passive ejection time.
+    pub eject_for: Duration,
+}
+
+/// `origins.NAME.health`, typed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthSettings {
+    /// Path checked with GET.
+    pub path: String,
+    /// Time between checks.
+    pub interval: Duration,
+    /// Time allowed for one check.
+    pub timeout: Duration,
+    /// Failed checks before unhealthy.
+    pub unhealthy_after: u32,
+    /// Passed checks before healthy again.
+    pub healthy_after: u32,
+}
+
+/// The kind of an upstream proxy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProxyKind {
+    /// SOCKS5 (RFC 1928), with username/password auth (RFC 1929) when given.
+    Socks5,
+    /// HTTP CONNECT, with Basic auth when given.
+    HttpConnect,
+}
+
+/// `origins.NAME.proxy`, typed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct UpstreamProxy {
+    /// SOCKS5 or HTTP CONNECT.
+    pub kind: ProxyKind,
+    /// `host:port` of the proxy.
+    pub addr: String,
+    /// Username and password, percent-decoded.
+    pub auth: Option<(String, String)>,
+}
+
+impl std::fmt::Debug for UpstreamProxy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UpstreamProxy")
+            .field("kind", &self.kind)
+            .field("addr", &self.addr)
+            .field("auth", &self.auth.as_ref().map(|(u, _)| (u, "***")))
+            .finish()
+    }
+}
+
+impl UpstreamProxy {
+    /// Parses `socks5://[user[:pass]@]host:port` or `http://[user[:pass]@]host:port`.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let (kind, rest) = if let Some(r) = s.strip_prefix("socks5://") {
+            (ProxyKind::Socks5, r)
+        } else if let Some(r) = s.strip_prefix("http://") {
+            (ProxyKind::HttpConnect, r)
+        } else {
+            return Err("expected socks5://host:port or http://host:port (HTTP CONNECT)".into());
+        };
+        let rest = rest.strip_suffix('/').unwrap_or(rest);
+        if rest.contains(['/', '?', '#']) {
+            return Err("a proxy URL has no path, query or fragment".into());
+        }
+        let (auth, hostport) = match rest.rfind('@') {
+            Some(at) => {
+                let (u, p) = rest[..at].split_once(':').unwrap_or((&rest[..at], ""));
+                let dec = |x: &str| percent_decode(x).ok_or_else(|| "invalid percent-encoding in the proxy credentials".to_string());
+                (Some((dec(u)?, dec(p)?)), &rest[at + 1..])
+            }
+            None => (None, rest),
+        };
+        if let Some((u, p)) = &auth {
+            if u.is_empty() || u.len() > 255 || p.len() > 255 {
+                return Err("proxy username must be 1 to 255 bytes and password at most 255".into());
+            }
+        }
+        let authority: Authority = hostport.parse().map_err(|_| format!("invalid proxy address {hostport:?}"))?;
+        if authority.port_u16().is_none() || authority.host().is_empty() {
+            return Err(format!("proxy address {hostport:?} needs a host and a port"));
+        }
+        Ok(Self { kind, addr: hostport.to_owned(), auth })
+    }
+}
+
+fn percent_decode(s: &str) -> Option<String> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let hex = std::str::from_utf8(b.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
 }
 
 /// `[routes.NAME]`, typed.
@@ -241,6 +348,53 @@ pub fn validate(raw: RawConfig, loc: &Locator) -> Result<Config, ConfigErrors> {
         if o.retries > 10 {
             p(&format!("{key}.retries"), format!("{} is more than the maximum of 10", o.retries));
         }
+        for (field, d) in [("retry_deadline", o.retry_deadline), ("eject_for", o.eject_for)] {
+            if d.0.is_zero() {
+                p(&format!("{key}.{field}"), "must be greater than zero".into());
+            }
+        }
+        let proxy = match &o.proxy {
+            None => None,
+            Some(u) => match UpstreamProxy::parse(&u.0) {
+                Ok(px) => Some(px),
+                Err(msg) => {
+                    p(&format!("{key}.proxy"), msg);
+                    None
+                }
+            },
+        };
+        if proxy.is_some() && files > 0 {
+            p(&format!("{key}.proxy"), "file:// origins cannot use a proxy".into());
+        }
+        let health = match &o.health {
+            None => None,
+            Some(h) => {
+                let hkey = format!("{key}.health");
+                if !h.path.starts_with('/') {
+                    p(&format!("{hkey}.path"), format!("{:?} must be a path starting with '/'", h.path));
+                }
+                for (field, d) in [("interval", h.interval), ("timeout", h.timeout)] {
+                    if d.0.is_zero() {
+                        p(&format!("{hkey}.{field}"), "must be greater than zero".into());
+                    }
+                }
+                for (field, n) in [("unhealthy_after", h.unhealthy_after), ("healthy_after", h.healthy_after)] {
+                    if n == 0 {
+                        p(&format!("{hkey}.{field}"), "must be at least 1".into());
+                    }
+                }
+                if files > 0 {
+                    p(&hkey, "file:// origins have no health checks".into());
+                }
+                Some(HealthSettings {
+                    path: h.path.clone(),
+                    interval: h.interval.0,
+                    timeout: h.timeout.0,
+                    unhealthy_after: h.unhealthy_after,
+                    healthy_after: h.healthy_after,
+                })
+            }
+        };
         origins.insert(
             name.clone(),
             OriginSettings {
@@ -252,6 +406,11 @@ pub fn validate(raw: RawConfig, loc: &Locator) -> Result<Config, ConfigErrors> {
                 response_timeout: o.response_timeout.0,
                 idle_timeout: o.idle_timeout.0,
                 retries: o.retries,
+                retry_deadline: o.retry_deadline.0,
+                proxy,
+                health,
+                eject_after: o.eject_after,
+                eject_for: o.eject_for.0,
             },
         );
     }
@@ -299,6 +458,9 @@ pub fn validate(raw: RawConfig, loc: &Locator) -> Result<Config, ConfigErrors> {
             if f.max_frame_rate.is_some_and(|r| r.is_nan() || r <= 0.0) {
                 p(&format!("{key}.manifest.filter.max_frame_rate"), "must be greater than zero".into());
             }
+        }
+        if m.live_ttl.0.is_zero() {
+            p(&format!("{key}.manifest.live_ttl"), "must be greater than zero".into());
         }
         for q in &m.propagate_query {
             if q.is_empty() || q.contains(['&', '=', '#', ' ']) {
@@ -426,6 +588,23 @@ pub fn parse_origin_url(s: &str) -> Result<OriginUrl, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn upstream_proxy_urls() {
+        let p = UpstreamProxy::parse("socks5://127.0.0.1:1080").unwrap();
+        assert_eq!((p.kind, p.addr.as_str(), p.auth), (ProxyKind::Socks5, "127.0.0.1:1080", None));
+        let p = UpstreamProxy::parse("http://us%40er:p%3Ass@proxy.internal:3128/").unwrap();
+        assert_eq!(p.kind, ProxyKind::HttpConnect);
+        assert_eq!(p.addr, "proxy.internal:3128");
+        assert_eq!(p.auth, Some(("us@er".to_string(), "p:ss".to_string())));
+        assert!(!format!("{p:?}").contains("p:ss"), "Debug hides the password");
+        for bad in ["socks4://h:1", "socks5://h", "http://h:1/path", "socks5://:1080", "socks5://u:%zz@h:1", "h:1080"] {
+            assert!(UpstreamProxy::parse(bad).is_err(), "{bad}");
+        }
+        let shown = super::super::schema::ProxyUrl("http://user:secret@h:3128".into());
+        assert_eq!(shown.redacted(), "http://user:***@h:3128");
+        assert_eq!(super::super::schema::ProxyUrl("socks5://h:1080".into()).redacted(), "socks5://h:1080");
+    }
 
     #[test]
     fn origin_urls() {
