@@ -10,6 +10,7 @@ pub mod detect;
 mod error;
 pub mod filter;
 pub mod hls;
+pub mod live;
 pub mod mapping;
 pub mod token;
 pub mod url;
@@ -20,6 +21,7 @@ mod test_support;
 pub use detect::{detect, Format};
 pub use error::ManifestError;
 pub use filter::Filter;
+pub use live::{liveness, Liveness};
 pub use mapping::{Mapper, Mode, OriginId, RouteTarget};
 
 /// Everything one transformation needs: how URLs map, where this manifest lives on the
