@@ -23,6 +23,7 @@ use http::{HeaderValue, Method, Request, Response};
 use hyper::body::Incoming;
 
 use crate::body::Body;
+use crate::cache::{self, CachedRequest, ManifestCache};
 use crate::config::{ConfigErrors, ConfigSource};
 use crate::error::{ErrorCode, ProxyError};
 use crate::proxy;
@@ -46,13 +47,23 @@ pub struct App {
     pub source: ConfigSource,
     /// Set once shutdown has begun (`/readyz` turns 503).
     pub shutting_down: AtomicBool,
+    /// The manifest cache (survives reloads; its budget follows `cache.max_bytes`).
+    pub cache: Arc<ManifestCache>,
     ids: RequestIds,
 }
 
 impl App {
     /// A new app over a first snapshot.
     pub fn new(snapshot: Snapshot, metrics: Arc<Metrics>, source: ConfigSource) -> Self {
-        Self { snapshot: ArcSwap::from_pointee(snapshot), metrics, source, shutting_down: AtomicBool::new(false), ids: RequestIds::new() }
+        let cache = Arc::new(ManifestCache::new(snapshot.config.raw.cache.max_bytes.0));
+        Self {
+            snapshot: ArcSwap::from_pointee(snapshot),
+            metrics,
+            source,
+            shutting_down: AtomicBool::new(false),
+            cache,
+            ids: RequestIds::new(),
+        }
     }
 
     /// Reloads config from its source; on any problem the old snapshot keeps serving.
@@ -70,6 +81,7 @@ impl App {
                         tracing::warn!(section, "changed settings in this section take effect only after a restart");
                     }
                 }
+                self.cache.set_budget(cfg.raw.cache.max_bytes.0);
                 self.snapshot.store(Arc::new(Snapshot::build(cfg, &self.metrics)));
                 self.metrics.reloads_ok.fetch_add(1, Relaxed);
                 tracing::info!("config reloaded");
@@ -104,8 +116,8 @@ impl App {
         let result = self.phases(&snapshot, req, peer, &request_id).await;
 
         // 6. observe
-        let (mut resp, route, stats, upstream, origin_stats, idle) = match result {
-            Ok(done) => (done.response, done.route, done.stats, Some(done.upstream), Some(done.origin_stats), done.idle),
+        let (mut resp, route, stats, upstream, origin_stats, idle, cache) = match result {
+            Ok(done) => (done.response, done.route, done.stats, done.upstream, Some(done.origin_stats), done.idle, done.cache),
             Err((err, route, stats)) => {
                 if err.status().is_server_error() {
                     tracing::debug!(code = err.code(), error = %err, "request failed");
@@ -113,7 +125,7 @@ impl App {
                 let id = request_id.to_str().unwrap_or("");
                 let mut r = err.into_response(id, head_only);
                 r.headers_mut().insert(X_REQUEST_ID, request_id.clone());
-                (r, route, stats, None, None, None)
+                (r, route, stats, None, None, None, None)
             }
         };
         let record = RequestRecord {
@@ -128,6 +140,7 @@ impl App {
             code: resp.extensions().get::<ErrorCode>().map(|c| c.0),
             log,
             origin_stats,
+            cache,
         };
         let (parts, body) = resp.into_parts();
         let body = http_body_util::BodyExt::boxed_unsync(ObservedBody::new(body, record, idle));
@@ -169,6 +182,31 @@ impl App {
         let mut prepared = stream::prepare(route, req.uri().query()).map_err(fail)?;
         let manifests = stream::active(route, &prepared);
         let method = req.method().clone();
+        if cache::cacheable(route, &method, path) {
+            // Manifests through the cache: one origin fetch for every viewer at once, the
+            // transformation per request.
+            let public_path = path.to_owned();
+            let (head, _) = req.into_parts();
+            let r = CachedRequest {
+                cache: &self.cache,
+                route,
+                head: &head,
+                peer: peer.ip(),
+                request_id,
+                prepared: &prepared,
+                public_path: &public_path,
+            };
+            let served = cache::serve(r).await.map_err(fail)?;
+            return Ok(Done {
+                response: proxy::respond(served.response, request_id),
+                route: route.name.clone(),
+                stats: route.stats.clone(),
+                upstream: served.upstream,
+                origin_stats: route.origin.stats.clone(),
+                idle: None,
+                cache: Some(served.status.as_str()),
+            });
+        }
         let public_path = if manifests { path.to_owned() } else { String::new() };
         let query = prepared.upstream_query.take();
         let (up, upstream_path) = proxy::forward(route, req, peer.ip(), request_id, query, manifests).await.map_err(fail)?;
@@ -197,9 +235,10 @@ impl App {
             response,
             route: route.name.clone(),
             stats: route.stats.clone(),
-            upstream,
+            upstream: Some(upstream),
             origin_stats: route.origin.stats.clone(),
             idle,
+            cache: None,
         })
     }
 }
@@ -208,9 +247,10 @@ struct Done {
     response: Response<Body>,
     route: Arc<str>,
     stats: Arc<crate::telemetry::metrics::RouteStats>,
-    upstream: String,
+    upstream: Option<String>,
     origin_stats: Arc<crate::telemetry::metrics::OriginStats>,
     idle: Option<std::time::Duration>,
+    cache: Option<&'static str>,
 }
 
 /// Bytes in the request head as the client sent it (request line and header fields).

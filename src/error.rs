@@ -8,7 +8,7 @@ use http::{header, HeaderValue, Response, StatusCode};
 use crate::body::{full, Body};
 
 /// An error the proxy produces itself. Each variant's doc names its status and `code`.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum ProxyError {
     /// 404 `route_not_found`: no route's prefix (and host) matches.
     #[error("no route matches {0}")]

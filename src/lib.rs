@@ -8,6 +8,7 @@
 pub mod admin;
 pub mod app;
 pub mod body;
+pub mod cache;
 pub mod config;
 pub mod edge;
 pub mod error;

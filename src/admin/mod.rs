@@ -1,5 +1,6 @@
 //! The admin listener: `/healthz` (liveness), `/readyz` (readiness), `/metrics`
-//! (Prometheus text), `/config` (effective config, secrets redacted), `POST /reload`.
+//! (Prometheus text), `/config` (effective config, secrets redacted), `POST /reload`,
+//! `POST /cache/purge?route=NAME&prefix=/path/`.
 //! POST endpoints require `admin.token` as a bearer token when one is set.
 
 use std::convert::Infallible;
@@ -89,7 +90,11 @@ fn endpoint(app: &App, req: Request<Incoming>, request_id: &str) -> Response<Bod
             let status = if down { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::OK };
             text(status, "application/json", body.to_string())
         }
-        (&Method::GET, "/metrics") => text(StatusCode::OK, "text/plain; version=0.0.4", app.metrics.render()),
+        (&Method::GET, "/metrics") => {
+            let mut out = app.metrics.render();
+            app.cache.render(&mut out);
+            text(StatusCode::OK, "text/plain; version=0.0.4", out)
+        }
         (&Method::GET, "/config") => {
             let snap = app.snapshot.load();
             let body = serde_json::to_string_pretty(&snap.config.raw).unwrap_or_else(|_| "{}".into());
@@ -108,8 +113,44 @@ fn endpoint(app: &App, req: Request<Incoming>, request_id: &str) -> Response<Bod
                 }
             }
         }
-        (_, "/reload") => ProxyError::MethodNotAllowed("POST").into_response(request_id, false),
+        (&Method::POST, "/cache/purge") => {
+            if !authorized(app, &req) {
+                return ProxyError::Unauthorized.into_response(request_id, false);
+            }
+            match purge(app, req.uri().query()) {
+                Ok(n) => text(StatusCode::OK, "application/json", serde_json::json!({ "purged": n }).to_string()),
+                Err(e) => e.into_response(request_id, false),
+            }
+        }
+        (_, "/reload" | "/cache/purge") => ProxyError::MethodNotAllowed("POST").into_response(request_id, false),
         (_, "/healthz" | "/readyz" | "/metrics" | "/config") => ProxyError::MethodNotAllowed("GET").into_response(request_id, false),
         (_, p) => ProxyError::RouteNotFound(format!("admin endpoint {p}")).into_response(request_id, false),
     }
+}
+
+/// `POST /cache/purge?route=NAME[&prefix=/path/]`: drops the route's cached manifests
+/// whose public path starts with `prefix` (default: all of the route's).
+fn purge(app: &App, query: Option<&str>) -> Result<usize, ProxyError> {
+    let param = |name: &str| {
+        query.and_then(|q| {
+            q.split('&').find_map(|kv| {
+                let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+                (k == name).then(|| percent_encoding::percent_decode_str(v).decode_utf8_lossy().into_owned())
+            })
+        })
+    };
+    let Some(route) = param("route").filter(|r| !r.is_empty()) else {
+        return Err(ProxyError::BadRequest("the route query parameter is required: /cache/purge?route=NAME&prefix=/path/".into()));
+    };
+    let snapshot = app.snapshot.load();
+    let Some(r) = snapshot.config.routes.iter().find(|r| r.name == route) else {
+        return Err(ProxyError::BadRequest(format!("no route named {route:?}")));
+    };
+    let prefix = param("prefix").unwrap_or_else(|| r.prefix.clone());
+    if !prefix.starts_with('/') {
+        return Err(ProxyError::BadRequest(format!("prefix {prefix:?} must start with '/'")));
+    }
+    let n = app.cache.purge(&route, &prefix);
+    tracing::info!(route = %route, prefix = %prefix, purged = n, "manifest cache purged");
+    Ok(n)
 }

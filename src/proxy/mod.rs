@@ -7,7 +7,6 @@ use std::net::IpAddr;
 
 use http::{HeaderValue, Request, Response};
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
 
 use crate::body::Body;
 use crate::error::ProxyError;
@@ -49,14 +48,18 @@ fn is_dot_segment(mut s: &[u8]) -> bool {
 /// can be joined with ours. `query` replaces the client's query when streamgate took its
 /// own parameters out of it; `manifests` says whether manifest responses will be
 /// rewritten (then they are asked for uncompressed). Returns the path sent upstream too.
-pub async fn forward(
+pub async fn forward<B>(
     route: &Route,
-    req: Request<Incoming>,
+    req: Request<B>,
     peer: IpAddr,
     request_id: &HeaderValue,
     query: Option<Option<String>>,
     manifests: bool,
-) -> Result<(Upstream, String), ProxyError> {
+) -> Result<(Upstream, String), ProxyError>
+where
+    B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+    B::Error: Into<crate::body::BoxError>,
+{
     let (parts, body) = req.into_parts();
     // X-Forwarded-Host carries the host as the client wrote it, port included.
     let host = match parts.uri.authority() {

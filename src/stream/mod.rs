@@ -126,16 +126,21 @@ pub async fn respond(ctx: &ManifestContext<'_>, resp: Response<Body>) -> Result<
     }
     h.insert(header::CONTENT_LENGTH, HeaderValue::from(out.len()));
     if generic {
-        let t = match format {
-            Format::Hls => "application/vnd.apple.mpegurl",
-            Format::Dash => "application/dash+xml",
-        };
-        h.insert(header::CONTENT_TYPE, HeaderValue::from_static(t));
+        h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type(format)));
     }
     Ok(Response::from_parts(parts, full(out)))
 }
 
-async fn read_limited(mut body: Body, limit: u64, announced: u64, timeout: Duration) -> Result<Bytes, ProxyError> {
+/// The content type a manifest is served with when the origin sent a generic one.
+pub fn content_type(format: Format) -> &'static str {
+    match format {
+        Format::Hls => "application/vnd.apple.mpegurl",
+        Format::Dash => "application/dash+xml",
+    }
+}
+
+/// Reads a whole body, refusing more than `limit` bytes or taking longer than `timeout`.
+pub async fn read_limited(mut body: Body, limit: u64, announced: u64, timeout: Duration) -> Result<Bytes, ProxyError> {
     let read = async move {
         let mut buf = bytes::BytesMut::with_capacity(announced.min(limit) as usize);
         let mut single: Option<Bytes> = None;

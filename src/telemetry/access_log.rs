@@ -41,6 +41,8 @@ pub struct RequestRecord {
     pub log: bool,
     /// Origin counters, to count bodies that fail midway.
     pub origin_stats: Option<Arc<OriginStats>>,
+    /// How the manifest cache answered, when it was involved.
+    pub cache: Option<&'static str>,
 }
 
 /// How the response body ended.
@@ -107,6 +109,7 @@ impl ObservedBody {
                 duration_ms = elapsed.as_secs_f64() * 1000.0,
                 upstream = rec.upstream.as_deref().unwrap_or(""),
                 code = rec.code.unwrap_or(""),
+                cache = rec.cache.unwrap_or(""),
                 outcome = outcome.as_str(),
             );
         }

@@ -111,13 +111,19 @@ async fn static_and_query_filters() {
 #[tokio::test]
 async fn filter_and_token_parameters_do_not_reach_the_origin() {
     let o = TestOrigin::start("o").await;
-    let p = Proxy::start(&format!(
-        "[origins.o]\nurls = [\"{}\"]\n[routes.r]\nprefix = \"/\"\norigin = \"o\"\n[routes.r.manifest]\nallow_query_filters = true\npropagate_query = [\"session\"]\n",
-        o.url()
-    ))
-    .await;
+    let config = |cache: bool| {
+        format!(
+            "[origins.o]\nurls = [\"{}\"]\n[routes.r]\nprefix = \"/\"\norigin = \"o\"\n[routes.r.manifest]\ncache = {cache}\nallow_query_filters = true\npropagate_query = [\"session\"]\n",
+            o.url()
+        )
+    };
+    let p = Proxy::start(&config(false)).await;
     let v = get(&p.url("/echo/x.m3u8?a=1&sg.max_height=720&session=s1&sg.codecs=avc1")).await.json();
-    assert_eq!(v["query"], "a=1&session=s1");
+    assert_eq!(v["query"], "a=1&session=s1", "without the cache, propagated values reach the origin");
+    // Through the cache one fetch serves every viewer, so per-viewer values stay out of it.
+    let p = Proxy::start(&config(true)).await;
+    let v = get(&p.url("/echo/x.m3u8?a=1&sg.max_height=720&session=s1&sg.codecs=avc1")).await.json();
+    assert_eq!(v["query"], "a=1");
 }
 
 #[tokio::test]
