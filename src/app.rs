@@ -209,7 +209,7 @@ impl App {
         }
         let public_path = if manifests { path.to_owned() } else { String::new() };
         let query = prepared.upstream_query.take();
-        let (up, upstream_path) = proxy::forward(route, req, peer.ip(), request_id, query, manifests).await.map_err(fail)?;
+        let (up, upstream_path) = proxy::forward(route, req, peer.ip(), request_id, query, manifests, None).await.map_err(fail)?;
         let Upstream { response, url: upstream, streamed } = up;
         let idle = streamed.then_some(route.origin.idle_timeout);
 

@@ -206,6 +206,8 @@ struct FetchJob {
     upstream_path: String,
     query: Option<String>,
     public_path: String,
+    /// A blocking LL-HLS reload may wait this long for the origin.
+    blocking_wait: Option<Duration>,
 }
 
 fn spawn_fetch(
@@ -215,6 +217,7 @@ fn spawn_fetch(
     query: Option<String>,
     tx: tokio::sync::watch::Sender<Option<Outcome>>,
 ) {
+    let blocking_wait = blocking_wait(r.cache, &r.route.name, &upstream_path, query.as_deref());
     let job = FetchJob {
         cache: r.cache.clone(),
         route: r.route.clone(),
@@ -225,6 +228,7 @@ fn spawn_fetch(
         peer: r.peer,
         request_id: r.request_id.clone(),
         upstream_path,
+        blocking_wait,
         query,
         public_path: r.public_path.to_owned(),
     };
@@ -237,6 +241,21 @@ fn spawn_fetch(
     });
 }
 
+/// For a blocking playlist reload (`_HLS_msn`, RFC 8216bis §6.2.5.2) the origin may hold the
+/// request until the part exists: allow three target durations, from the cached playlist
+/// of the same path (the one players load first).
+fn blocking_wait(cache: &ManifestCache, route: &Arc<str>, upstream_path: &str, query: Option<&str>) -> Option<Duration> {
+    let q = query?;
+    if !q.split('&').any(|kv| kv.starts_with("_HLS_msn=")) {
+        return None;
+    }
+    let plain = Key { route: route.clone(), path_and_query: upstream_path.to_owned() };
+    match cache.get(&plain) {
+        Found::Entry(e) => e.freshness.refresh.map(|td| td * 3),
+        Found::Nothing => None,
+    }
+}
+
 /// Fetches, reads and checks one manifest. Returns the outcome and whether to store it.
 async fn fetch(job: &FetchJob) -> (Outcome, bool) {
     let route = &job.route;
@@ -245,14 +264,15 @@ async fn fetch(job: &FetchJob) -> (Outcome, bool) {
     *head.uri_mut() = job.uri.clone();
     *head.version_mut() = job.version;
     *head.headers_mut() = job.headers.clone();
-    let (up, _) = match crate::proxy::forward(route, head, job.peer, &job.request_id, Some(job.query.clone()), true).await {
-        Ok(x) => x,
-        Err(e) => return (Outcome::Error(e), false),
-    };
+    let (up, _) =
+        match crate::proxy::forward(route, head, job.peer, &job.request_id, Some(job.query.clone()), true, job.blocking_wait).await {
+            Ok(x) => x,
+            Err(e) => return (Outcome::Error(e), false),
+        };
     let upstream = up.url;
     let (parts, body) = up.response.into_parts();
     let limit = route.manifest.max_bytes.0;
-    let timeout = route.origin.response_timeout;
+    let timeout = job.blocking_wait.map_or(route.origin.response_timeout, |w| w.max(route.origin.response_timeout));
     let announced = parts.headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
     if announced.is_some_and(|len| len > limit) {
         return (Outcome::Error(ProxyError::ManifestTooLarge(limit)), false);

@@ -55,6 +55,7 @@ pub async fn forward<B>(
     request_id: &HeaderValue,
     query: Option<Option<String>>,
     manifests: bool,
+    response_timeout: Option<std::time::Duration>,
 ) -> Result<(Upstream, String), ProxyError>
 where
     B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
@@ -98,8 +99,15 @@ where
         }
     }
     let body_empty = http_body::Body::is_end_stream(&body);
-    let out =
-        Outbound { method: parts.method, path_and_query, path_len, headers, body: body.map_err(Into::into).boxed_unsync(), body_empty };
+    let out = Outbound {
+        method: parts.method,
+        path_and_query,
+        path_len,
+        headers,
+        body: body.map_err(Into::into).boxed_unsync(),
+        body_empty,
+        response_timeout,
+    };
     route.origin.send(out).await.map(|up| (up, upstream_path))
 }
 

@@ -74,6 +74,9 @@ pub struct Outbound {
     pub body: Body,
     /// True when the body is known to be empty, so the request can be replayed.
     pub body_empty: bool,
+    /// A longer wait for the response head than the origin's `response_timeout` (blocking
+    /// Low-Latency HLS playlist reloads).
+    pub response_timeout: Option<Duration>,
 }
 
 impl OriginPool {
@@ -115,6 +118,7 @@ impl OriginPool {
     /// to `retries` more times.
     pub async fn send(&self, out: Outbound) -> Result<Upstream, ProxyError> {
         let path = &out.path_and_query[..out.path_len];
+        let response_timeout = out.response_timeout.map_or(self.response_timeout, |t| t.max(self.response_timeout));
         match &self.targets {
             Targets::File { roots } => {
                 let i = self.balancer.pick(path);
@@ -146,7 +150,7 @@ impl OriginPool {
                     *req.uri_mut() = uri;
                     *req.headers_mut() = h;
                     self.stats.requests.fetch_add(1, Relaxed);
-                    match tokio::time::timeout(self.response_timeout, client.request(req)).await {
+                    match tokio::time::timeout(response_timeout, client.request(req)).await {
                         Ok(Ok(resp)) => {
                             let response = resp.map(|b| b.map_err(Into::into).boxed_unsync());
                             return Ok(Upstream { response, url: t.display.clone(), streamed: true });
@@ -166,10 +170,10 @@ impl OriginPool {
                         }
                         Err(_) => {
                             self.stats.timeouts.fetch_add(1, Relaxed);
-                            tracing::warn!(origin = &*self.name, url = %t.display, "no response head within {:?}", self.response_timeout);
+                            tracing::warn!(origin = &*self.name, url = %t.display, "no response head within {:?}", response_timeout);
                             return Err(ProxyError::UpstreamTimeout(format!(
                                 "origin {} sent no response head within {:?}",
-                                self.name, self.response_timeout
+                                self.name, response_timeout
                             )));
                         }
                     }

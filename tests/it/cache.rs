@@ -299,3 +299,23 @@ async fn the_cache_stays_within_max_bytes() {
     assert!(metric(&m, "streamgate_manifest_cache_evictions_total ") > 200, "{m}");
     assert!(metric(&m, "streamgate_manifest_cache_entries ") >= 10, "{m}");
 }
+
+#[tokio::test]
+async fn a_blocking_reload_may_wait_three_target_durations() {
+    let o = ManifestOrigin::start().await;
+    let ll = "#EXTM3U\n#EXT-X-VERSION:9\n#EXT-X-TARGETDURATION:1\n#EXT-X-PART-INF:PART-TARGET=0.5\n#EXTINF:1.0,\ns1.mp4\n";
+    o.set("/ll/i.m3u8", Reply::hls(ll));
+    o.set("/ll/i.m3u8?_HLS_msn=2", Reply::hls(ll).delay(1500));
+    o.set("/other/i.m3u8?_HLS_msn=2", Reply::hls(ll).delay(1500));
+    let p = Proxy::start(&format!(
+        "[origins.o]\nurls = [\"{}\"]\nresponse_timeout = \"1s\"\n[routes.r]\nprefix = \"/\"\norigin = \"o\"\n",
+        o.url()
+    ))
+    .await;
+    // No playlist of that path seen yet: the origin's response_timeout applies.
+    get(&p.url("/other/i.m3u8?_HLS_msn=2")).await.assert_problem(504, "upstream_timeout");
+    // Target duration 1 s known from the plain playlist: up to 3 s for the blocking reload.
+    assert_eq!(get(&p.url("/ll/i.m3u8")).await.status, 200);
+    let r = get(&p.url("/ll/i.m3u8?_HLS_msn=2")).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+}
