@@ -70,7 +70,9 @@ impl App {
                         tracing::warn!(section, "changed settings in this section take effect only after a restart");
                     }
                 }
-                self.snapshot.store(Arc::new(Snapshot::build(cfg, &self.metrics)));
+                let snapshot = Snapshot::build(cfg, &self.metrics);
+                snapshot.start_jobs(&self.metrics);
+                self.snapshot.store(Arc::new(snapshot));
                 self.metrics.reloads_ok.fetch_add(1, Relaxed);
                 tracing::info!("config reloaded");
                 Ok(())
