@@ -6,6 +6,7 @@ mod admin;
 mod cli;
 mod demo;
 mod file_origin;
+mod health;
 mod listeners;
 mod manifests;
 mod proxying;
