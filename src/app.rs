@@ -82,7 +82,9 @@ impl App {
                     }
                 }
                 self.cache.set_budget(cfg.raw.cache.max_bytes.0);
-                self.snapshot.store(Arc::new(Snapshot::build(cfg, &self.metrics)));
+                let snapshot = Snapshot::build(cfg, &self.metrics);
+                snapshot.start_jobs(&self.metrics);
+                self.snapshot.store(Arc::new(snapshot));
                 self.metrics.reloads_ok.fetch_add(1, Relaxed);
                 tracing::info!("config reloaded");
                 Ok(())

@@ -12,6 +12,7 @@ pub mod cache;
 pub mod config;
 pub mod edge;
 pub mod error;
+pub mod jobs;
 pub mod proxy;
 pub mod routing;
 pub mod snapshot;
@@ -75,7 +76,9 @@ pub async fn start(config: Config, source: ConfigSource) -> std::io::Result<Runn
         Some(a) => Some(edge::bind_all(&[a]).await?.remove(0)),
         None => None,
     };
-    let app = Arc::new(App::new(Snapshot::build(config, &metrics), metrics, source));
+    let snapshot = Snapshot::build(config, &metrics);
+    snapshot.start_jobs(&metrics);
+    let app = Arc::new(App::new(snapshot, metrics, source));
     let (tx, rx) = watch::channel(false);
     let listen = listeners.iter().filter_map(|l| l.local_addr().ok()).collect();
     let admin = admin_listener.as_ref().and_then(|l| l.local_addr().ok());

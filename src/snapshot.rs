@@ -1,14 +1,16 @@
 //! The compiled, immutable view of one validated config: route table and origin pools.
 //! Requests hold an `Arc<Snapshot>` for their whole life, so a reload never changes a
-//! request midway.
+//! request midway. A snapshot that serves also owns its background jobs (the health
+//! checkers of its pools): they stop when it is dropped.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use streamgate_manifest::{Filter, Mapper, Mode, OriginId, RouteTarget};
 
 use crate::config::schema::{FilterConfig, RewriteMode};
 use crate::config::{Config, RouteSettings};
+use crate::jobs::{health_check, JobGuard};
 use crate::routing::{Route, RouteTable, RouteToken};
 use crate::telemetry::metrics::Metrics;
 use crate::upstream::OriginPool;
@@ -21,13 +23,17 @@ pub struct Snapshot {
     pub routes: RouteTable,
     /// Origin pools by name.
     pub origins: HashMap<String, Arc<OriginPool>>,
+    /// The jobs started by [`Snapshot::start_jobs`]; dropped (stopped) with the snapshot.
+    jobs: OnceLock<Vec<JobGuard>>,
 }
 
 impl Snapshot {
     /// Compiles a validated config. Cannot fail: validation already checked references.
+    /// Starts nothing: see [`Snapshot::start_jobs`].
     pub fn build(config: Config, metrics: &Metrics) -> Self {
         let origins: HashMap<String, Arc<OriginPool>> =
             config.origins.iter().map(|(name, o)| (name.clone(), Arc::new(OriginPool::new(o, metrics)))).collect();
+        metrics.health.retain(|name| config.origins.contains_key(name));
         let targets: Vec<(String, RouteTarget)> = config.routes.iter().map(|r| (r.name.clone(), target(&config, r))).collect();
         let routes = config
             .routes
@@ -61,7 +67,14 @@ impl Snapshot {
                 }))
             })
             .collect();
-        Self { config: Arc::new(config), routes: RouteTable::new(routes), origins }
+        Self { config: Arc::new(config), routes: RouteTable::new(routes), origins, jobs: OnceLock::new() }
+    }
+
+    /// Starts the snapshot's background jobs (health checkers) on the current runtime,
+    /// once; for a snapshot that is about to serve. `streamgate check` and `rewrite`
+    /// build snapshots without calling this.
+    pub fn start_jobs(&self, metrics: &Metrics) {
+        self.jobs.get_or_init(|| self.origins.values().flat_map(|pool| health_check::start(pool, &metrics.jobs)).collect());
     }
 }
 

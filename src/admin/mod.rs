@@ -68,6 +68,45 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
+/// `/readyz`: 200 when not draining and every route's origin has a healthy url (file
+/// origins always do); 503 otherwise. The body says why: each route, each origin's urls
+/// with their state, and the background jobs.
+fn readiness(app: &App) -> Response<Body> {
+    use serde_json::{json, Map, Value};
+    let snap = app.snapshot.load();
+    let down = app.shutting_down.load(Relaxed);
+    let routes: Map<String, Value> = snap
+        .routes
+        .iter()
+        .map(|r| (r.name.to_string(), json!({ "origin": &*r.origin.name, "ready": !down && r.origin.ready() })))
+        .collect();
+    let ready = !down && snap.routes.iter().all(|r| r.origin.ready());
+    let origins: Map<String, Value> = snap
+        .origins
+        .iter()
+        .map(|(name, pool)| {
+            let urls: Vec<Value> = pool
+                .url_health()
+                .iter()
+                .map(|h| {
+                    json!({
+                        "url": h.url(),
+                        "state": h.state().as_str(),
+                        "checks": if pool.health.is_none() { "off" } else if h.active_up() { "passing" } else { "failing" },
+                        "consecutive_failures": h.consecutive_failures(),
+                        "ejections": h.ejections(),
+                    })
+                })
+                .collect();
+            (name.clone(), json!({ "ready": pool.ready(), "urls": urls }))
+        })
+        .collect();
+    let jobs: Map<String, Value> = app.metrics.jobs.statuses().iter().map(|j| (j.name().to_owned(), j.to_json())).collect();
+    let body = json!({ "ready": ready, "shutting_down": down, "routes": routes, "origins": origins, "jobs": jobs });
+    let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    text(status, "application/json", body.to_string())
+}
+
 fn handle(app: &App, req: Request<Incoming>) -> Response<Body> {
     let id = app.request_id(req.headers().get(&X_REQUEST_ID));
     let mut resp = endpoint(app, req, id.to_str().unwrap_or(""));
@@ -78,18 +117,7 @@ fn handle(app: &App, req: Request<Incoming>) -> Response<Body> {
 fn endpoint(app: &App, req: Request<Incoming>, request_id: &str) -> Response<Body> {
     match (req.method(), req.uri().path()) {
         (&Method::GET, "/healthz") => text(StatusCode::OK, "text/plain", "ok\n".into()),
-        (&Method::GET, "/readyz") => {
-            let snap = app.snapshot.load();
-            let down = app.shutting_down.load(Relaxed);
-            let routes: serde_json::Map<String, serde_json::Value> = snap
-                .routes
-                .iter()
-                .map(|r| (r.name.to_string(), serde_json::json!({ "origin": &*r.origin.name, "ready": !down })))
-                .collect();
-            let body = serde_json::json!({ "ready": !down, "shutting_down": down, "routes": routes });
-            let status = if down { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::OK };
-            text(status, "application/json", body.to_string())
-        }
+        (&Method::GET, "/readyz") => readiness(app),
         (&Method::GET, "/metrics") => {
             let mut out = app.metrics.render();
             app.cache.render(&mut out);

@@ -68,6 +68,12 @@ pub struct OriginStats {
     pub protocol_errors: AtomicU64,
     /// Bodies that failed midway (reset, idle timeout).
     pub body_errors: AtomicU64,
+    /// Retries after a connect failure.
+    pub retries_connect: AtomicU64,
+    /// Retries after a reset or close before the response head.
+    pub retries_reset: AtomicU64,
+    /// Retries after a 502 or 503 from the origin.
+    pub retries_status: AtomicU64,
 }
 
 /// The process-wide registry. Survives config reloads: routes and origins keep their
@@ -84,6 +90,10 @@ pub struct Metrics {
     pub reloads_ok: AtomicU64,
     /// Refused config reloads.
     pub reloads_failed: AtomicU64,
+    /// Health of every origin url (kept across reloads).
+    pub health: crate::upstream::health::Registry,
+    /// Status of the background jobs.
+    pub jobs: Arc<crate::jobs::Registry>,
 }
 
 impl Metrics {
@@ -152,6 +162,15 @@ impl Metrics {
                 let _ = writeln!(out, "streamgate_upstream_errors_total{{origin=\"{}\",kind=\"{kind}\"}} {}", esc(name), v.load(Relaxed));
             }
         }
+        out.push_str("# HELP streamgate_upstream_retries_total Requests sent again to an origin, by reason.\n# TYPE streamgate_upstream_retries_total counter\n");
+        for (name, s) in &origins {
+            for (reason, v) in [("connect", &s.retries_connect), ("reset", &s.retries_reset), ("status", &s.retries_status)] {
+                let _ =
+                    writeln!(out, "streamgate_upstream_retries_total{{origin=\"{}\",reason=\"{reason}\"}} {}", esc(name), v.load(Relaxed));
+            }
+        }
+        self.health.render(&mut out);
+        self.jobs.render(&mut out);
         let _ = writeln!(out, "# HELP streamgate_open_connections Client connections open now.\n# TYPE streamgate_open_connections gauge\nstreamgate_open_connections {}", self.open_connections.load(Relaxed));
         let _ = writeln!(out, "# HELP streamgate_connections_total Client connections accepted.\n# TYPE streamgate_connections_total counter\nstreamgate_connections_total {}", self.connections_total.load(Relaxed));
         let _ = writeln!(
@@ -176,7 +195,8 @@ fn get_or_insert<T: Default>(map: &RwLock<BTreeMap<String, Arc<T>>>, name: &str)
     }
 }
 
-fn esc(s: &str) -> String {
+/// Escapes a label value.
+pub fn esc(s: &str) -> String {
     s.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
 }
 

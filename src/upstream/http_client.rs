@@ -27,9 +27,20 @@ pub fn build(connect_timeout: Duration) -> HttpClient {
         .build(conn)
 }
 
-/// Maps a client error to the problem the client sees, and whether it was a connect
-/// failure (nothing reached the origin, so another url may be tried).
-pub fn classify(e: &hyper_util::client::legacy::Error, url: &str) -> (ProxyError, bool) {
+/// What kind of failure a client error was, for retries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    /// Nothing reached the origin (refused, unreachable, connect timeout).
+    Connect,
+    /// The connection was reset or closed before a response head: an idempotent
+    /// request may be sent again.
+    Reset,
+    /// Anything else (an invalid response, ...): not retried.
+    Other,
+}
+
+/// Maps a client error to the problem the client sees, and the kind of failure.
+pub fn classify(e: &hyper_util::client::legacy::Error, url: &str) -> (ProxyError, Failure) {
     let mut source: Option<&(dyn StdError + 'static)> = e.source();
     let mut io_kind = None;
     let mut hyper_err: Option<&hyper::Error> = None;
@@ -44,16 +55,22 @@ pub fn classify(e: &hyper_util::client::legacy::Error, url: &str) -> (ProxyError
     }
     if e.is_connect() {
         return match io_kind {
-            Some(std::io::ErrorKind::TimedOut) => (ProxyError::UpstreamTimeout(format!("connecting to {url} timed out")), true),
-            Some(kind) => (ProxyError::UpstreamUnavailable(format!("cannot connect to {url}: {kind}")), true),
-            None => (ProxyError::UpstreamUnavailable(format!("cannot connect to {url}")), true),
+            Some(std::io::ErrorKind::TimedOut) => (ProxyError::UpstreamTimeout(format!("connecting to {url} timed out")), Failure::Connect),
+            Some(kind) => (ProxyError::UpstreamUnavailable(format!("cannot connect to {url}: {kind}")), Failure::Connect),
+            None => (ProxyError::UpstreamUnavailable(format!("cannot connect to {url}")), Failure::Connect),
         };
     }
-    let detail = match hyper_err {
-        Some(h) if h.is_parse() || h.is_parse_status() => format!("origin {url} sent an invalid HTTP response"),
-        Some(h) if h.is_incomplete_message() => format!("origin {url} closed the connection before a complete response head"),
-        Some(h) if h.is_timeout() => format!("origin {url} timed out"),
-        _ => format!("request to {url} failed before a response head"),
+    use std::io::ErrorKind::{BrokenPipe, ConnectionAborted, ConnectionReset, UnexpectedEof};
+    let reset = matches!(io_kind, Some(ConnectionReset | ConnectionAborted | BrokenPipe | UnexpectedEof));
+    let (detail, failure) = match hyper_err {
+        Some(h) if h.is_parse() || h.is_parse_status() => (format!("origin {url} sent an invalid HTTP response"), Failure::Other),
+        Some(h) if h.is_incomplete_message() => {
+            (format!("origin {url} closed the connection before a complete response head"), Failure::Reset)
+        }
+        Some(h) if h.is_canceled() => (format!("request to {url} was canceled before a response head"), Failure::Reset),
+        Some(h) if h.is_timeout() => (format!("origin {url} timed out"), Failure::Other),
+        _ if reset => (format!("origin {url} reset the connection before a response head"), Failure::Reset),
+        _ => (format!("request to {url} failed before a response head"), Failure::Other),
     };
-    (ProxyError::UpstreamUnavailable(detail), false)
+    (ProxyError::UpstreamUnavailable(detail), failure)
 }

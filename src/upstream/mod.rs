@@ -1,8 +1,11 @@
 //! Upstream dispatch: origin pools (HTTP over a pooled keep-alive hyper client, or a
-//! local directory), url selection, timeouts and retries on connect failure.
+//! local directory), url selection over the healthy urls, timeouts, and retries of
+//! idempotent requests (connect failure, reset before the head, 502/503) within
+//! `retries` and `retry_deadline`. See docs/health-and-failover.md.
 
 pub mod balance;
 pub mod file;
+pub mod health;
 mod http_client;
 
 use std::path::PathBuf;
@@ -11,15 +14,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::uri::Authority;
-use http::{header, HeaderMap, HeaderValue, Method, Request, Response, Uri};
+use http::{header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri};
 use http_body_util::BodyExt;
+use tokio::time::Instant;
 
 use crate::body::Body;
 use crate::config::{OriginSettings, OriginUrl};
 use crate::error::ProxyError;
 use crate::telemetry::metrics::{Metrics, OriginStats};
-use balance::Balancer;
-use http_client::{classify, HttpClient};
+use balance::{Balancer, Usable};
+use health::{CheckSettings, UrlHealth};
+use http_client::{classify, Failure, HttpClient};
 
 /// One HTTP url of a pool, pre-rendered for the request path.
 #[derive(Debug)]
@@ -46,6 +51,16 @@ pub struct OriginPool {
     /// Longest pause inside a response body.
     pub idle_timeout: Duration,
     retries: u32,
+    retry_deadline: Duration,
+    /// Active health checks, if configured.
+    pub health: Option<CheckSettings>,
+    eject_after: u32,
+    eject_for: Duration,
+    /// Health of each url, in `urls` order (empty for file origins: always healthy).
+    urls: Vec<Arc<UrlHealth>>,
+    /// This pool's generation in the health registry: its checkers own the active state
+    /// while no newer pool of the same origin exists.
+    generation: u64,
     /// Counters.
     pub stats: Arc<OriginStats>,
 }
@@ -102,6 +117,13 @@ impl OriginPool {
                 .collect();
             Targets::Http { targets, client: Box::new(http_client::build(o.connect_timeout)) }
         };
+        let (urls, generation) = match &targets {
+            Targets::Http { targets, .. } => {
+                let names: Vec<String> = targets.iter().map(|t| t.display.clone()).collect();
+                metrics.health.claim(&o.name, &names, o.health.is_some())
+            }
+            Targets::File { .. } => (Vec::new(), 0),
+        };
         Self {
             name: o.name.as_str().into(),
             balancer: Balancer::new(o.balance, o.urls.len()),
@@ -109,16 +131,112 @@ impl OriginPool {
             response_timeout: o.response_timeout,
             idle_timeout: o.idle_timeout,
             retries: o.retries,
+            // A year is forever here, and `Instant + Duration` cannot overflow below it.
+            retry_deadline: o.retry_deadline.min(Duration::from_secs(365 * 86_400)),
+            health: o.health.as_ref().map(|h| CheckSettings {
+                path: h.path.clone(),
+                interval: h.interval,
+                timeout: h.timeout,
+                unhealthy_after: h.unhealthy_after,
+                healthy_after: h.healthy_after,
+            }),
+            eject_after: o.eject_after,
+            eject_for: o.eject_for,
+            urls,
+            generation,
             stats: metrics.origin(&o.name),
         }
     }
 
-    /// Sends the request to one url of the pool; on a connect failure of an idempotent
-    /// request with an empty body, tries the next url (the same one in a pool of one), up
-    /// to `retries` more times.
+    /// The health of each HTTP url (empty for a file origin).
+    pub fn url_health(&self) -> &[Arc<UrlHealth>] {
+        &self.urls
+    }
+
+    /// This pool's generation in the health registry.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// Whether the pool has a url to send to: a file origin always, an HTTP origin when
+    /// at least one url is healthy (not failing its checks, not ejected).
+    pub fn ready(&self) -> bool {
+        self.urls.is_empty() || self.urls.iter().any(|h| h.usable())
+    }
+
+    /// The urls the balancer may pick now. No allocation, no lock: one or two atomic
+    /// loads per url.
+    fn usable(&self) -> Usable {
+        let mut bits = 0u64;
+        for (i, h) in self.urls.iter().enumerate().take(64) {
+            if h.usable() {
+                bits |= 1 << i;
+            }
+        }
+        Usable(bits)
+    }
+
+    fn record_failure(&self, i: usize) {
+        if let Some(h) = self.urls.get(i) {
+            if h.record_failure(self.eject_after, self.eject_for) {
+                tracing::warn!(origin = &*self.name, url = h.url(), cool_down = ?self.eject_for, "url ejected after consecutive failures");
+            }
+        }
+    }
+
+    fn record_success(&self, i: usize) {
+        if let Some(h) = self.urls.get(i) {
+            h.record_success();
+        }
+    }
+
+    /// One active health check of url `i`: `GET` of the check path within the check
+    /// timeout; a 2xx status passes. The body is read (up to 64 KiB) so that the
+    /// connection goes back to the pool.
+    pub async fn probe(&self, i: usize) -> Result<(), health::CheckError> {
+        let (Targets::Http { targets, client }, Some(hs)) = (&self.targets, &self.health) else { return Ok(()) };
+        let Some(t) = targets.get(i) else { return Ok(()) };
+        let uri = build_uri(t, &hs.path).map_err(health::CheckError::Request)?;
+        let mut req = Request::new(crate::body::empty());
+        *req.uri_mut() = uri;
+        req.headers_mut().insert(header::HOST, t.host.clone());
+        req.headers_mut().insert(header::USER_AGENT, HeaderValue::from_static("streamgate-health-check"));
+        let check = async {
+            let resp = client.request(req).await.map_err(|e| health::CheckError::Request(classify(&e, &t.display).0))?;
+            let status = resp.status();
+            let mut body = resp.into_body();
+            let mut read = 0usize;
+            while read < 64 * 1024 {
+                match body.frame().await {
+                    Some(Ok(f)) => read += f.data_ref().map_or(0, |d| d.len()),
+                    _ => break,
+                }
+            }
+            if status.is_success() {
+                Ok(())
+            } else {
+                Err(health::CheckError::Status(status.as_u16()))
+            }
+        };
+        match tokio::time::timeout(hs.timeout, check).await {
+            Ok(r) => r,
+            Err(_) => Err(health::CheckError::Timeout(hs.timeout)),
+        }
+    }
+
+    /// Sends the request to one healthy url of the pool (any url when none is healthy).
+    /// An idempotent request with an empty body is tried again on the next healthy url
+    /// (the same one when it is the only one) after a connect failure, a reset before
+    /// the response head, or a 502/503 from the origin, up to `retries` more times and
+    /// while `retry_deadline` has not passed. The last attempt's 502/503 goes to the
+    /// client as the origin sent it. Once a response head is returned nothing is retried:
+    /// a body that fails midway is the client's to see.
     pub async fn send(&self, out: Outbound) -> Result<Upstream, ProxyError> {
         let path = &out.path_and_query[..out.path_len];
         let response_timeout = out.response_timeout.map_or(self.response_timeout, |t| t.max(self.response_timeout));
+        // A longer wait granted to this request (a blocking playlist reload) is not cut
+        // short by the deadline of all attempts.
+        let deadline_len = if out.response_timeout.is_some() { self.retry_deadline.max(response_timeout) } else { self.retry_deadline };
         match &self.targets {
             Targets::File { roots } => {
                 let i = self.balancer.pick(path);
@@ -130,51 +248,79 @@ impl OriginPool {
             Targets::Http { targets, client } => {
                 let idempotent = matches!(out.method, Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE) && out.body_empty;
                 let attempts = if idempotent { 1 + self.retries as usize } else { 1 };
-                let mut order = self.balancer.order(path);
+                let deadline = Instant::now() + deadline_len;
+                let mut order = self.balancer.order(path, self.usable());
                 let Outbound { method, path_and_query, mut headers, body, .. } = out;
                 let mut body = Some(body);
                 let mut last_err = ProxyError::UpstreamUnavailable(format!("origin {} has no urls", self.name));
                 for attempt in 0..attempts {
                     let Some(i) = order.next() else { break };
-                    let t = &targets[i];
+                    let Some(t) = targets.get(i) else { break };
                     let b = match body.take() {
                         Some(b) => b,
                         None => crate::body::empty(),
                     };
+                    let more = attempt + 1 < attempts;
                     // Keep a copy only while another attempt may need it.
-                    let mut h = if attempt + 1 < attempts { headers.clone() } else { std::mem::take(&mut headers) };
+                    let mut h = if more { headers.clone() } else { std::mem::take(&mut headers) };
                     h.insert(header::HOST, t.host.clone());
                     let uri = build_uri(t, &path_and_query)?;
                     let mut req = Request::new(b);
                     *req.method_mut() = method.clone();
                     *req.uri_mut() = uri;
                     *req.headers_mut() = h;
+                    // Every attempt ends by the response timeout and by the deadline of
+                    // all attempts together.
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    let limit = response_timeout.min(left);
                     self.stats.requests.fetch_add(1, Relaxed);
-                    match tokio::time::timeout(response_timeout, client.request(req)).await {
+                    match tokio::time::timeout(limit, client.request(req)).await {
                         Ok(Ok(resp)) => {
+                            let status = resp.status();
+                            if status == StatusCode::BAD_GATEWAY || status == StatusCode::SERVICE_UNAVAILABLE {
+                                self.record_failure(i);
+                                if more && Instant::now() < deadline {
+                                    // Nothing of it reached the client: drop it and ask another url.
+                                    self.stats.retries_status.fetch_add(1, Relaxed);
+                                    tracing::debug!(origin = &*self.name, url = %t.display, status = status.as_u16(), "retrying on another url");
+                                    continue;
+                                }
+                            } else {
+                                self.record_success(i);
+                            }
                             let response = resp.map(|b| b.map_err(Into::into).boxed_unsync());
                             return Ok(Upstream { response, url: t.display.clone(), streamed: true });
                         }
                         Ok(Err(e)) => {
-                            let (err, connect) = classify(&e, &t.display);
-                            if connect {
-                                self.stats.connect_errors.fetch_add(1, Relaxed);
-                            } else {
-                                self.stats.protocol_errors.fetch_add(1, Relaxed);
-                            }
+                            let (err, failure) = classify(&e, &t.display);
+                            match failure {
+                                Failure::Connect => self.stats.connect_errors.fetch_add(1, Relaxed),
+                                Failure::Reset | Failure::Other => self.stats.protocol_errors.fetch_add(1, Relaxed),
+                            };
+                            self.record_failure(i);
                             tracing::warn!(origin = &*self.name, url = %t.display, error = %err, "upstream request failed");
                             last_err = err;
-                            if !connect {
+                            let counter = match failure {
+                                Failure::Connect => &self.stats.retries_connect,
+                                Failure::Reset => &self.stats.retries_reset,
+                                // An invalid response: the origin may have acted on it.
+                                Failure::Other => break,
+                            };
+                            if !more || Instant::now() >= deadline {
                                 break;
                             }
+                            counter.fetch_add(1, Relaxed);
                         }
                         Err(_) => {
                             self.stats.timeouts.fetch_add(1, Relaxed);
-                            tracing::warn!(origin = &*self.name, url = %t.display, "no response head within {:?}", response_timeout);
-                            return Err(ProxyError::UpstreamTimeout(format!(
-                                "origin {} sent no response head within {:?}",
-                                self.name, response_timeout
-                            )));
+                            self.record_failure(i);
+                            let detail = if limit < response_timeout {
+                                format!("origin {} sent no response head within the retry deadline of {:?}", self.name, self.retry_deadline)
+                            } else {
+                                format!("origin {} sent no response head within {:?}", self.name, response_timeout)
+                            };
+                            tracing::warn!(origin = &*self.name, url = %t.display, "{detail}");
+                            return Err(ProxyError::UpstreamTimeout(detail));
                         }
                     }
                 }

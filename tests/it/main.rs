@@ -7,6 +7,7 @@ mod cache;
 mod cli;
 mod demo;
 mod file_origin;
+mod health;
 mod listeners;
 mod manifests;
 mod proxying;
