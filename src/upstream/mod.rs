@@ -4,6 +4,7 @@
 pub mod balance;
 pub mod file;
 mod http_client;
+pub mod tunnel;
 
 use std::path::PathBuf;
 use std::sync::atomic::Ordering::Relaxed;
@@ -97,7 +98,7 @@ impl OriginPool {
                     OriginUrl::File { .. } => None,
                 })
                 .collect();
-            Targets::Http { targets, client: Box::new(http_client::build(o.connect_timeout)) }
+            Targets::Http { targets, client: Box::new(http_client::build(o.connect_timeout, o.proxy.as_ref())) }
         };
         Self {
             name: o.name.as_str().into(),
