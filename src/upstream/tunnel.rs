@@ -271,7 +271,7 @@ impl fmt::Display for TunnelError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let proxy = &self.proxy;
         match &self.kind {
-            TunnelErrorKind::Connect(e) => write!(f, "cannot connect to {proxy}: {e}"),
+            TunnelErrorKind::Connect(e) => write!(f, "{proxy} is unreachable: {e}"),
             TunnelErrorKind::TimedOut(d) => write!(f, "{proxy} did not open the tunnel within the connect timeout ({d:?})"),
             TunnelErrorKind::Closed => write!(f, "{proxy} closed the connection during the handshake"),
             TunnelErrorKind::Io(e) => write!(f, "{proxy}: handshake failed: {e}"),

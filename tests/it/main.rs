@@ -12,4 +12,5 @@ mod proxying;
 mod routing;
 mod streaming;
 mod support;
+mod tunnel;
 mod upstream;

@@ -2,6 +2,7 @@
 //! `streamgate` binary, and small HTTP clients (hyper, and raw TCP for malformed input).
 
 pub mod origin;
+pub mod tunnel;
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
