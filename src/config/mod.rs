@@ -11,6 +11,7 @@ mod validate;
 pub use load::{load, ConfigErrors, ConfigSource, Locator, Problem};
 pub use schema::RawConfig;
 pub use validate::{validate, AdminSettings, Config, OriginSettings, OriginUrl, RouteSettings, ServerSettings, TokenSettings};
+pub use validate::{ProxyKind, UpstreamProxy};
 
 /// Loads and validates in one step: what `serve` and `check` do.
 pub fn load_and_validate(source: &ConfigSource) -> Result<Config, ConfigErrors> {

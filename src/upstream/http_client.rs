@@ -1,5 +1,5 @@
-//! The pooled keep-alive hyper client used for HTTP origins, and the mapping of its
-//! errors to proxy errors.
+//! The pooled keep-alive hyper client used for HTTP origins (direct or through a
+//! tunnel, see [`super::tunnel`]), and the mapping of its errors to proxy errors.
 
 use std::error::Error as StdError;
 use std::time::Duration;
@@ -8,23 +8,33 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
+use super::tunnel::{OriginConnector, TunnelError};
 use crate::body::Body;
+use crate::config::UpstreamProxy;
 use crate::error::ProxyError;
 
-/// The client type: one per origin (each origin has its own connect timeout and pool).
-pub type HttpClient = Client<HttpConnector, Body>;
+/// The client type: one per origin (each origin has its own connect timeout, tunnel and
+/// pool).
+pub type HttpClient = Client<OriginConnector, Body>;
 
-/// Builds a client with keep-alive pooling and the origin's connect timeout.
-pub fn build(connect_timeout: Duration) -> HttpClient {
-    let mut conn = HttpConnector::new();
-    conn.set_connect_timeout(Some(connect_timeout));
-    conn.set_nodelay(true);
-    conn.set_keepalive(Some(Duration::from_secs(60)));
+/// Builds a client with keep-alive pooling and the origin's connect timeout, connecting
+/// through `proxy` when the origin has one.
+pub fn build(connect_timeout: Duration, proxy: Option<&UpstreamProxy>) -> HttpClient {
+    let connector = match proxy {
+        None => {
+            let mut conn = HttpConnector::new();
+            conn.set_connect_timeout(Some(connect_timeout));
+            conn.set_nodelay(true);
+            conn.set_keepalive(Some(Duration::from_secs(60)));
+            OriginConnector::direct(conn)
+        }
+        Some(p) => OriginConnector::tunnel(p, connect_timeout),
+    };
     Client::builder(TokioExecutor::new())
         .pool_timer(TokioTimer::new())
         .pool_idle_timeout(Duration::from_secs(60))
         .timer(TokioTimer::new())
-        .build(conn)
+        .build(connector)
 }
 
 /// What kind of failure a client error was, for retries.
@@ -44,7 +54,11 @@ pub fn classify(e: &hyper_util::client::legacy::Error, url: &str) -> (ProxyError
     let mut source: Option<&(dyn StdError + 'static)> = e.source();
     let mut io_kind = None;
     let mut hyper_err: Option<&hyper::Error> = None;
+    let mut tunnel_err: Option<&TunnelError> = None;
     while let Some(s) = source {
+        if let Some(t) = s.downcast_ref::<TunnelError>() {
+            tunnel_err.get_or_insert(t);
+        }
         if let Some(io) = s.downcast_ref::<std::io::Error>() {
             io_kind.get_or_insert(io.kind());
         }
@@ -54,6 +68,13 @@ pub fn classify(e: &hyper_util::client::legacy::Error, url: &str) -> (ProxyError
         source = s.source();
     }
     if e.is_connect() {
+        if let Some(t) = tunnel_err {
+            return if t.is_timeout() {
+                (ProxyError::UpstreamTimeout(format!("connecting to {url} timed out: {t}")), true)
+            } else {
+                (ProxyError::UpstreamUnavailable(format!("cannot connect to {url}: {t}")), true)
+            };
+        }
         return match io_kind {
             Some(std::io::ErrorKind::TimedOut) => (ProxyError::UpstreamTimeout(format!("connecting to {url} timed out")), Failure::Connect),
             Some(kind) => (ProxyError::UpstreamUnavailable(format!("cannot connect to {url}: {kind}")), Failure::Connect),

@@ -7,6 +7,7 @@ pub mod balance;
 pub mod file;
 pub mod health;
 mod http_client;
+pub mod tunnel;
 
 use std::path::PathBuf;
 use std::sync::atomic::Ordering::Relaxed;
@@ -115,7 +116,7 @@ impl OriginPool {
                     OriginUrl::File { .. } => None,
                 })
                 .collect();
-            Targets::Http { targets, client: Box::new(http_client::build(o.connect_timeout)) }
+            Targets::Http { targets, client: Box::new(http_client::build(o.connect_timeout, o.proxy.as_ref())) }
         };
         let (urls, generation) = match &targets {
             Targets::Http { targets, .. } => {

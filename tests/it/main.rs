@@ -14,4 +14,5 @@ mod proxying;
 mod routing;
 mod streaming;
 mod support;
+mod tunnel;
 mod upstream;
