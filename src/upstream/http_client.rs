@@ -70,9 +70,9 @@ pub fn classify(e: &hyper_util::client::legacy::Error, url: &str) -> (ProxyError
     if e.is_connect() {
         if let Some(t) = tunnel_err {
             return if t.is_timeout() {
-                (ProxyError::UpstreamTimeout(format!("connecting to {url} timed out: {t}")), true)
+                (ProxyError::UpstreamTimeout(format!("connecting to {url} timed out: {t}")), Failure::Connect)
             } else {
-                (ProxyError::UpstreamUnavailable(format!("cannot connect to {url}: {t}")), true)
+                (ProxyError::UpstreamUnavailable(format!("cannot connect to {url}: {t}")), Failure::Connect)
             };
         }
         return match io_kind {
