@@ -13,7 +13,7 @@
 //!   stale-while-revalidate or stale-if-error is decided per request from its age.
 
 mod fetch;
-mod freshness;
+pub mod freshness;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
