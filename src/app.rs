@@ -26,8 +26,10 @@ use crate::body::Body;
 use crate::cache::{self, CachedRequest, ManifestCache};
 use crate::config::{ConfigErrors, ConfigSource};
 use crate::error::{ErrorCode, ProxyError};
+use crate::layers::{Head, RequestContext};
 use crate::proxy;
 use crate::routing::request_host;
+use crate::routing::Route;
 use crate::snapshot::Snapshot;
 use crate::stream;
 use crate::telemetry::access_log::{ObservedBody, RequestRecord};
@@ -113,9 +115,12 @@ impl App {
         let log = snapshot.config.log.access;
         let path = if log { req.uri().path().to_owned() } else { String::new() };
         let head_only = method == Method::HEAD;
+        let origin_header = req.headers().get(http::header::ORIGIN).cloned();
+        let mut ctx = snapshot.context.build(&Head { method: req.method(), uri: req.uri(), headers: req.headers() }, peer);
+        let mut matched: Option<Arc<Route>> = None;
 
-        // 2..5, each returning early with a ProxyError
-        let result = self.phases(&snapshot, req, peer, &request_id).await;
+        // 2..9, each returning early with a ProxyError
+        let result = self.phases(&snapshot, req, peer, &request_id, &mut ctx, &mut matched).await;
 
         // 6. observe
         let (mut resp, route, stats, upstream, origin_stats, idle, cache) = match result {
@@ -130,6 +135,9 @@ impl App {
                 (r, route, stats, None, None, None, None)
             }
         };
+        if let Some(cors) = matched.as_ref().and_then(|r| r.cors.as_ref()) {
+            cors.apply(origin_header.as_ref(), resp.headers_mut());
+        }
         let record = RequestRecord {
             start,
             request_id: request_id.to_str().unwrap_or("").into(),
@@ -143,6 +151,7 @@ impl App {
             log,
             origin_stats,
             cache,
+            context: log.then_some(ctx),
         };
         let (parts, body) = resp.into_parts();
         let body = http_body_util::BodyExt::boxed_unsync(ObservedBody::new(body, record, idle));
@@ -156,6 +165,8 @@ impl App {
         req: Request<Incoming>,
         peer: SocketAddr,
         request_id: &HeaderValue,
+        ctx: &mut RequestContext,
+        matched: &mut Option<Arc<Route>>,
     ) -> Result<Done, (ProxyError, Arc<str>, Arc<crate::telemetry::metrics::RouteStats>)> {
         let unmatched = || -> (Arc<str>, _) { (Arc::from(""), self.metrics.route("")) };
 
@@ -175,7 +186,31 @@ impl App {
             return Err((ProxyError::RouteNotFound(path.to_owned()), r, s));
         };
         let fail = |e: ProxyError| (e, route.name.clone(), route.stats.clone());
+        *matched = Some(route.clone());
         proxy::check_path(path).map_err(fail)?;
+
+        // 4. access control: CORS preflight, auth, rate limit, policy (src/layers/)
+        let head = Head { method: req.method(), uri: req.uri(), headers: req.headers() };
+        if let Some(preflight) = route.cors.as_ref().and_then(|c| c.preflight(&head)) {
+            return Ok(Done {
+                response: proxy::respond(preflight, request_id),
+                route: route.name.clone(),
+                stats: route.stats.clone(),
+                upstream: None,
+                origin_stats: route.origin.stats.clone(),
+                idle: None,
+                cache: None,
+            });
+        }
+        if let Some(a) = &route.auth {
+            a.check(&head, ctx).await.map_err(fail)?;
+        }
+        if let Some(l) = &route.rate_limit {
+            l.check(&head, ctx).await.map_err(fail)?;
+        }
+        if let Some(p) = &route.policy {
+            p.check(&head, ctx, &route.name).map_err(fail)?;
+        }
 
         // 4. authorize: signed-URL tokens
         stream::verify_token(route, path, req.uri().query(), req.headers()).map_err(fail)?;

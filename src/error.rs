@@ -44,9 +44,37 @@ pub enum ProxyError {
     /// 401 `unauthorized`: admin endpoints that need the admin token.
     #[error("a valid admin bearer token is required")]
     Unauthorized,
-    /// 403 `forbidden`: a signed-URL token is missing, expired or wrong.
+    /// 403 `forbidden`: a signed-URL token is missing, expired or wrong, or a policy
+    /// denied the request.
     #[error("{0}")]
     Forbidden(String),
+    /// 401 `unauthorized` for viewers: no valid credentials for the route's `auth` block.
+    /// `challenge` is the whole `WWW-Authenticate` value (RFC 6750), e.g.
+    /// `Bearer realm="streamgate", error="invalid_token"`. Never carries the token.
+    #[error("{detail}")]
+    Unauthenticated {
+        /// The `WWW-Authenticate` header value.
+        challenge: String,
+        /// What was wrong, for the problem detail.
+        detail: String,
+    },
+    /// 429 `rate_limited`, with `Retry-After` and the IETF `RateLimit-Policy` /
+    /// `RateLimit` headers.
+    #[error("{detail}")]
+    RateLimited {
+        /// Seconds until a request would be allowed (`Retry-After`).
+        retry_after: u64,
+        /// `RateLimit-Policy` value, e.g. `"per_viewer";q=40;w=2`.
+        policy: String,
+        /// `RateLimit` value, e.g. `"per_viewer";r=0;t=1`.
+        state: String,
+        /// What was exceeded.
+        detail: String,
+    },
+    /// 503 `backend_unavailable`: a backend streamgate needs to decide (introspection
+    /// endpoint, Redis with `on_backend_error = "deny"`) cannot be reached.
+    #[error("{0}")]
+    BackendUnavailable(String),
     /// 502 `manifest_invalid`: the origin's manifest cannot be parsed; never half-served.
     #[error("{0}")]
     ManifestInvalid(String),
@@ -75,6 +103,9 @@ impl ProxyError {
             ProxyError::RangeNotSatisfiable(_) => StatusCode::RANGE_NOT_SATISFIABLE,
             ProxyError::Unauthorized => StatusCode::UNAUTHORIZED,
             ProxyError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ProxyError::Unauthenticated { .. } => StatusCode::UNAUTHORIZED,
+            ProxyError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ProxyError::BackendUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::ManifestInvalid(_) | ProxyError::ManifestTooLarge(_) => StatusCode::BAD_GATEWAY,
             ProxyError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -93,6 +124,9 @@ impl ProxyError {
             ProxyError::RangeNotSatisfiable(_) => "range_not_satisfiable",
             ProxyError::Unauthorized => "unauthorized",
             ProxyError::Forbidden(_) => "forbidden",
+            ProxyError::Unauthenticated { .. } => "unauthorized",
+            ProxyError::RateLimited { .. } => "rate_limited",
+            ProxyError::BackendUnavailable(_) => "backend_unavailable",
             ProxyError::ManifestInvalid(_) => "manifest_invalid",
             ProxyError::ManifestTooLarge(_) => "manifest_too_large",
             ProxyError::Internal(_) => "internal",
@@ -111,6 +145,9 @@ impl ProxyError {
             ProxyError::RangeNotSatisfiable(_) => "Range not satisfiable",
             ProxyError::Unauthorized => "Unauthorized",
             ProxyError::Forbidden(_) => "Forbidden",
+            ProxyError::Unauthenticated { .. } => "Unauthorized",
+            ProxyError::RateLimited { .. } => "Too many requests",
+            ProxyError::BackendUnavailable(_) => "Backend unavailable",
             ProxyError::ManifestInvalid(_) => "Invalid manifest from origin",
             ProxyError::ManifestTooLarge(_) => "Manifest too large",
             ProxyError::Internal(_) => "Internal error",
@@ -148,6 +185,18 @@ impl ProxyError {
             }
             ProxyError::Unauthorized => {
                 h.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"streamgate-admin\""));
+            }
+            ProxyError::Unauthenticated { challenge, .. } => {
+                let v = HeaderValue::from_str(challenge).unwrap_or_else(|_| HeaderValue::from_static("Bearer realm=\"streamgate\""));
+                h.insert(header::WWW_AUTHENTICATE, v);
+            }
+            ProxyError::RateLimited { retry_after, policy, state, .. } => {
+                h.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after));
+                for (name, value) in [("ratelimit-policy", policy), ("ratelimit", state)] {
+                    if let Ok(v) = HeaderValue::from_str(value) {
+                        h.insert(header::HeaderName::from_static(name), v);
+                    }
+                }
             }
             _ => {}
         }

@@ -13,6 +13,7 @@ pub mod config;
 pub mod edge;
 pub mod error;
 pub mod jobs;
+pub mod layers;
 pub mod proxy;
 pub mod routing;
 pub mod snapshot;

@@ -32,6 +32,14 @@ pub struct Route {
     pub filter: Option<Filter>,
     /// Signed child URLs.
     pub tokenize: Option<RouteToken>,
+    /// Viewer authentication.
+    pub auth: Option<Arc<crate::layers::auth::Authenticator>>,
+    /// Rate limit.
+    pub rate_limit: Option<Arc<crate::layers::rate_limit::RateLimiter>>,
+    /// CORS for browser players.
+    pub cors: Option<crate::layers::cors::Cors>,
+    /// Rego policy.
+    pub policy: Option<crate::layers::policy::Policy>,
 }
 
 /// `[routes.X.tokenize]`, compiled.

@@ -11,6 +11,11 @@ use streamgate_manifest::{Filter, Mapper, Mode, OriginId, RouteTarget};
 use crate::config::schema::{FilterConfig, RewriteMode};
 use crate::config::{Config, RouteSettings};
 use crate::jobs::{health_check, JobGuard};
+use crate::layers::auth::Authenticator;
+use crate::layers::context::ContextBuilder;
+use crate::layers::cors::Cors;
+use crate::layers::policy::Policy;
+use crate::layers::rate_limit::RateLimiter;
 use crate::routing::{Route, RouteTable, RouteToken};
 use crate::telemetry::metrics::Metrics;
 use crate::upstream::OriginPool;
@@ -23,6 +28,12 @@ pub struct Snapshot {
     pub routes: RouteTable,
     /// Origin pools by name.
     pub origins: HashMap<String, Arc<OriginPool>>,
+    /// Builds each request's context (trusted proxies, session id, device, geo).
+    pub context: ContextBuilder,
+    /// Auth blocks by name, shared by the routes that name them.
+    pub authenticators: HashMap<String, Arc<Authenticator>>,
+    /// Rate limits by name, shared by the routes that name them.
+    pub limiters: HashMap<String, Arc<RateLimiter>>,
     /// The jobs started by [`Snapshot::start_jobs`]; dropped (stopped) with the snapshot.
     jobs: OnceLock<Vec<JobGuard>>,
 }
@@ -35,6 +46,11 @@ impl Snapshot {
             config.origins.iter().map(|(name, o)| (name.clone(), Arc::new(OriginPool::new(o, metrics)))).collect();
         metrics.health.retain(|name| config.origins.contains_key(name));
         let targets: Vec<(String, RouteTarget)> = config.routes.iter().map(|r| (r.name.clone(), target(&config, r))).collect();
+        let context = ContextBuilder::new(&config.access);
+        let authenticators: HashMap<String, Arc<Authenticator>> =
+            config.auth.iter().map(|(name, a)| (name.clone(), Arc::new(Authenticator::new(a)))).collect();
+        let limiters: HashMap<String, Arc<RateLimiter>> =
+            config.rate_limits.iter().map(|(name, l)| (name.clone(), Arc::new(RateLimiter::new(l)))).collect();
         let routes = config
             .routes
             .iter()
@@ -64,10 +80,22 @@ impl Snapshot {
                     mapper: Mapper::new(mode, r.manifest.cdn_base.as_deref(), own, others),
                     filter: r.manifest.filter.as_ref().map(filter_of).filter(|f| !f.is_empty()),
                     tokenize,
+                    auth: r.auth.as_ref().and_then(|n| authenticators.get(n)).cloned(),
+                    rate_limit: r.rate_limit.as_ref().and_then(|n| limiters.get(n)).cloned(),
+                    cors: r.cors.as_ref().map(Cors::new),
+                    policy: r.policy.as_ref().map(Policy::new),
                 }))
             })
             .collect();
-        Self { config: Arc::new(config), routes: RouteTable::new(routes), origins, jobs: OnceLock::new() }
+        Self {
+            config: Arc::new(config),
+            routes: RouteTable::new(routes),
+            origins,
+            context,
+            authenticators,
+            limiters,
+            jobs: OnceLock::new(),
+        }
     }
 
     /// Starts the snapshot's background jobs (health checkers) on the current runtime,

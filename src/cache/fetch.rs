@@ -251,7 +251,7 @@ fn blocking_wait(cache: &ManifestCache, route: &Arc<str>, upstream_path: &str, q
     }
     let plain = Key { route: route.clone(), path_and_query: upstream_path.to_owned() };
     match cache.get(&plain) {
-        Found::Entry(e) => e.freshness.refresh.map(|td| td * 3),
+        Found::Entry(e) => e.freshness.refresh.map(|td| td.saturating_mul(3)),
         Found::Nothing => None,
     }
 }

@@ -49,8 +49,9 @@ impl Freshness {
             Liveness::Vod => (m.vod_ttl.0, VOD_SWR, VOD_SIE, None),
             Liveness::Live { refresh, .. } => {
                 let fresh = refresh.map_or(m.live_ttl.0, |r| r / 2);
-                let interval = refresh.unwrap_or(m.live_ttl.0 * 2);
-                (fresh, fresh, interval * 3, refresh)
+                // Saturating: a playlist may claim any target duration (found by fuzzing).
+                let interval = refresh.unwrap_or(m.live_ttl.0.saturating_mul(2));
+                (fresh, fresh, interval.saturating_mul(3), refresh)
             }
         };
         let cap = origin_cap(headers)?;
@@ -76,9 +77,9 @@ impl Freshness {
     pub fn state(&self, age: Duration) -> State {
         if age < self.fresh_for {
             State::Fresh(self.fresh_for - age)
-        } else if age < self.fresh_for + self.stale_while_revalidate {
+        } else if age < self.fresh_for.saturating_add(self.stale_while_revalidate) {
             State::StaleRevalidate
-        } else if age < self.fresh_for + self.stale_if_error {
+        } else if age < self.fresh_for.saturating_add(self.stale_if_error) {
             State::StaleIfError
         } else {
             State::Expired
@@ -184,6 +185,16 @@ mod tests {
         assert_eq!(f.state(Duration::from_secs(3)), State::StaleRevalidate);
         assert_eq!(f.state(Duration::from_secs(5)), State::StaleIfError);
         assert_eq!(f.state(Duration::from_secs(12)), State::Expired);
+    }
+
+    #[test]
+    fn fuzz_finding_huge_target_durations_saturate() {
+        // cache_policy crash: "overflow when multiplying duration by scalar".
+        let live = Liveness::Live { refresh: Some(Duration::from_secs(u64::MAX)), low_latency: false };
+        let f = Freshness::decide(live, &cfg(), &HeaderMap::new()).unwrap();
+        assert_eq!(f.stale_if_error, Duration::MAX);
+        assert_eq!(f.state(Duration::from_secs(1)), State::Fresh(f.fresh_for - Duration::from_secs(1)));
+        assert_eq!(f.state(Duration::from_secs(u64::MAX)), State::StaleIfError);
     }
 
     #[test]

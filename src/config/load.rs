@@ -93,6 +93,14 @@ impl Locator {
         }
         p
     }
+
+    /// The directory of the config file that set `key`, for paths relative to it.
+    pub fn dir_of(&self, key: &str) -> Option<std::path::PathBuf> {
+        match &self.figment.find_metadata(key)?.source {
+            Some(figment::Source::File(path)) => path.parent().map(Path::to_path_buf),
+            _ => None,
+        }
+    }
 }
 
 fn fill_location(p: &mut Problem, meta: &figment::Metadata, key: &str) {
@@ -165,7 +173,7 @@ pub fn load(source: &ConfigSource) -> Result<(RawConfig, Locator), ConfigErrors>
     }
 }
 
-const SECTIONS: &[&str] = &["server", "admin", "log", "cache", "origins", "routes"];
+const SECTIONS: &[&str] = &["server", "admin", "log", "cache", "origins", "routes", "auth", "rate_limits", "geoip"];
 
 fn extract_all(loc: &Locator, problems: &mut Vec<Problem>) -> Option<RawConfig> {
     let fig = &loc.figment;
@@ -196,6 +204,11 @@ fn extract_all(loc: &Locator, problems: &mut Vec<Problem>) -> Option<RawConfig> 
     }
     raw.origins = named_entries(loc, "origins", problems);
     raw.routes = named_entries(loc, "routes", problems);
+    raw.auth = named_entries(loc, "auth", problems);
+    raw.rate_limits = named_entries(loc, "rate_limits", problems);
+    if top.contains_key("geoip") {
+        section(loc, "geoip", problems, &mut raw.geoip);
+    }
     Some(raw)
 }
 

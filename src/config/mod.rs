@@ -1,6 +1,9 @@
 //! Configuration: the raw schema users write, loading and merging (files, then
 //! environment), secrets, units, and validation into typed values.
 
+pub mod access;
+pub mod auth;
+pub mod limits;
 mod load;
 mod locate;
 pub mod schema;

@@ -26,6 +26,140 @@ pub struct RawConfig {
     pub origins: BTreeMap<String, OriginConfig>,
     /// Routes by name.
     pub routes: BTreeMap<String, RouteConfig>,
+    /// Viewer authentication blocks by name (`routes.X.auth`).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub auth: BTreeMap<String, AuthConfig>,
+    /// Rate limits by name (`routes.X.rate_limit`).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub rate_limits: BTreeMap<String, RateLimitConfig>,
+    /// Country/region lookup.
+    pub geoip: GeoipConfig,
+}
+
+/// `[auth.NAME]`: how viewers prove who they are. One table for every `type`; keys that
+/// do not belong to the type are refused by validation.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// `jwt`, `api_key` or `introspection`. Required.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// jwt: accepted algorithms (`HS256`, `RS256`, `PS256`, `ES256`, `EdDSA`, ...). Required.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub algorithms: Vec<String>,
+    /// jwt: PEM public keys (RSA, EC, Ed25519), inline or `file:`/`env:`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub public_keys: Vec<SecretRef>,
+    /// jwt: shared secret for HS256/384/512.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secret: Option<SecretRef>,
+    /// jwt: JWKS URL, fetched at start and refreshed in the background.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jwks_url: Option<String>,
+    /// jwt: JWKS refresh interval (also the least time between refreshes on an unknown
+    /// `kid`). Default `5m`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jwks_refresh: Option<ConfigDuration>,
+    /// jwt: required `iss`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub issuer: Option<String>,
+    /// jwt: required `aud` (one of them).
+    #[serde(skip_serializing_if = "Vec::is_empty", deserialize_with = "one_or_many")]
+    pub audience: Vec<String>,
+    /// jwt: clock skew allowed for `exp`/`nbf`. Default `30s`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub leeway: Option<ConfigDuration>,
+    /// jwt: claims that must be present.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub required_claims: Vec<String>,
+    /// jwt / introspection: where the token is read, in order: `header` (Authorization:
+    /// Bearer), `query:NAME`, `cookie:NAME`. Default `["header", "query:token",
+    /// "cookie:sg_token"]`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub token_from: Vec<String>,
+    /// api_key: where the key is read: `header:NAME` or `query:NAME`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
+    /// api_key: key name -> `sha256:HEX` of the key.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub keys: BTreeMap<String, String>,
+    /// introspection: the RFC 7662 endpoint.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+    /// introspection: client id for HTTP Basic authentication at the endpoint.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    /// introspection: client secret.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_secret: Option<SecretRef>,
+    /// introspection: longest time a result is cached (never past the token's `exp`).
+    /// Default `60s`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cache_ttl: Option<ConfigDuration>,
+    /// introspection: time allowed for one call to the endpoint. Default `2s`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<ConfigDuration>,
+}
+
+/// A string or a list of strings.
+fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match OneOrMany::deserialize(d)? {
+        OneOrMany::One(s) => vec![s],
+        OneOrMany::Many(v) => v,
+    })
+}
+
+/// `[rate_limits.NAME]`: a GCRA limit.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RateLimitConfig {
+    /// What a budget belongs to: `ip`, `claim:NAME`, `header:NAME`, `query:NAME`. Required.
+    pub key: String,
+    /// Sustained rate, `N/s`, `N/m` or `N/h`. Required.
+    pub rate: String,
+    /// Requests allowed at once above the rate. Default: the per-second rate, at least 1.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub burst: Option<u32>,
+    /// `local` (default) or `redis`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backend: Option<String>,
+    /// `redis://host:port[/db]` for `backend = "redis"`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub redis_url: Option<SecretRef>,
+    /// `allow` (default) or `deny` when Redis cannot be reached.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub on_backend_error: Option<String>,
+}
+
+/// `[geoip]`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GeoipConfig {
+    /// A MaxMind-format (`.mmdb`) country or city database. Default none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub database: Option<String>,
+}
+
+/// `routes.NAME.cors`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CorsConfig {
+    /// Allowed origins (`https://player.example.com`) or `["*"]`. Required.
+    pub origins: Vec<String>,
+    /// Response headers players may read, on top of the default set.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub expose_headers: Vec<String>,
+    /// How long browsers may cache a preflight answer. Default `10m`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_age: Option<ConfigDuration>,
+    /// Allow credentials (cookies) from the allowed origins (not with `*`). Default `false`.
+    pub credentials: bool,
 }
 
 /// `[server]`: edge listeners.
@@ -43,6 +177,13 @@ pub struct ServerConfig {
     pub max_header_bytes: ByteSize,
     /// Time a client has to send a complete request head. Default `10s`.
     pub header_read_timeout: ConfigDuration,
+    /// Peers (CIDRs) whose `Forwarded` / `X-Forwarded-For` name the client. Default none.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub trusted_proxies: Vec<String>,
+    /// Where a viewer's session id is read, in order: `header:NAME`, `query:NAME`,
+    /// `cookie:NAME`. Default none.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub session_from: Vec<String>,
 }
 
 impl Default for ServerConfig {
@@ -53,6 +194,8 @@ impl Default for ServerConfig {
             worker_threads: None,
             max_header_bytes: ByteSize(16 * 1024),
             header_read_timeout: ConfigDuration(Duration::from_secs(10)),
+            trusted_proxies: Vec::new(),
+            session_from: Vec::new(),
         }
     }
 }
@@ -259,6 +402,19 @@ pub struct RouteConfig {
     /// Only requests for this host (the `Host` header without port). Default: any host.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub host: Option<String>,
+    /// Name of an `[auth.*]` block viewers must pass. Default: none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auth: Option<String>,
+    /// Name of a `[rate_limits.*]` block. Default: none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<String>,
+    /// CORS for browser players. Default: none (no CORS headers, no preflight answers).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cors: Option<CorsConfig>,
+    /// A Rego policy (`file:PATH`, relative to the config file's directory or absolute)
+    /// whose `allow` decides. Default: none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub policy: Option<String>,
     /// Manifest handling.
     pub manifest: ManifestConfig,
     /// Signed child URLs (and, with `verify`, required tokens on this route).

@@ -29,6 +29,12 @@ pub struct Config {
     pub origins: BTreeMap<String, OriginSettings>,
     /// Routes, in name order.
     pub routes: Vec<RouteSettings>,
+    /// Auth blocks by name.
+    pub auth: BTreeMap<String, super::auth::AuthSettings>,
+    /// Rate limits by name.
+    pub rate_limits: BTreeMap<String, super::limits::RateLimitSettings>,
+    /// Request context settings (trusted proxies, session id, geoip).
+    pub access: super::access::AccessSettings,
 }
 
 /// `[server]`, typed.
@@ -228,6 +234,14 @@ pub struct RouteSettings {
     pub manifest: ManifestConfig,
     /// Signed child URLs, with the key resolved.
     pub tokenize: Option<TokenSettings>,
+    /// Name of the `[auth.*]` block (known to exist).
+    pub auth: Option<String>,
+    /// Name of the `[rate_limits.*]` block (known to exist).
+    pub rate_limit: Option<String>,
+    /// CORS.
+    pub cors: Option<super::access::CorsSettings>,
+    /// Rego policy.
+    pub policy: Option<super::access::PolicySettings>,
 }
 
 /// `[routes.X.tokenize]`, typed.
@@ -516,6 +530,17 @@ pub fn validate(raw: RawConfig, loc: &Locator) -> Result<Config, ConfigErrors> {
         if m.max_bytes.0 == 0 {
             p(&format!("{key}.manifest.max_bytes"), "must be greater than zero".into());
         }
+        for (field, target, known) in [
+            ("auth", &r.auth, raw.auth.contains_key(r.auth.as_deref().unwrap_or(""))),
+            ("rate_limit", &r.rate_limit, raw.rate_limits.contains_key(r.rate_limit.as_deref().unwrap_or(""))),
+        ] {
+            if let (Some(n), false) = (target, known) {
+                let section = if field == "auth" { "auth" } else { "rate_limits" };
+                p(&format!("{key}.{field}"), format!("no block named {n:?} (define [{section}.{n}])"));
+            }
+        }
+        let dir = loc.dir_of(&format!("{key}.policy"));
+        let (cors, policy) = super::access::route(r, &key, dir.as_deref(), &mut p);
         routes.push(RouteSettings {
             name: name.clone(),
             prefix: r.prefix.clone(),
@@ -524,8 +549,15 @@ pub fn validate(raw: RawConfig, loc: &Locator) -> Result<Config, ConfigErrors> {
             strip_prefix: r.strip_prefix,
             manifest: m.clone(),
             tokenize,
+            auth: r.auth.clone(),
+            rate_limit: r.rate_limit.clone(),
+            cors,
+            policy,
         });
     }
+    let auth = super::auth::validate(&raw, &mut p);
+    let rate_limits = super::limits::validate(&raw, &mut p);
+    let access = super::access::validate(&raw, &mut p);
 
     if !problems.is_empty() {
         return Err(ConfigErrors(problems));
@@ -542,6 +574,9 @@ pub fn validate(raw: RawConfig, loc: &Locator) -> Result<Config, ConfigErrors> {
         log: raw.log.clone(),
         origins,
         routes,
+        auth,
+        rate_limits,
+        access,
         raw,
     })
 }

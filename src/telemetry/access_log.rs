@@ -43,6 +43,8 @@ pub struct RequestRecord {
     pub origin_stats: Option<Arc<OriginStats>>,
     /// How the manifest cache answered, when it was involved.
     pub cache: Option<&'static str>,
+    /// What is known about the viewer (only kept when the access log is on).
+    pub context: Option<crate::layers::RequestContext>,
 }
 
 /// How the response body ended.
@@ -110,6 +112,11 @@ impl ObservedBody {
                 upstream = rec.upstream.as_deref().unwrap_or(""),
                 code = rec.code.unwrap_or(""),
                 cache = rec.cache.unwrap_or(""),
+                client_ip = rec.context.as_ref().map(|c| c.client_ip.to_string()).unwrap_or_default(),
+                session = rec.context.as_ref().and_then(|c| c.session_id.as_deref()).unwrap_or(""),
+                device = rec.context.as_ref().and_then(|c| c.device).unwrap_or(""),
+                country = rec.context.as_ref().and_then(|c| c.country.as_deref()).unwrap_or(""),
+                principal = rec.context.as_ref().and_then(|c| c.principal.as_deref()).unwrap_or(""),
                 outcome = outcome.as_str(),
             );
         }
