@@ -10,7 +10,7 @@ use streamgate_manifest::{Filter, Mapper, Mode, OriginId, RouteTarget};
 
 use crate::config::schema::{FilterConfig, RewriteMode};
 use crate::config::{Config, RouteSettings};
-use crate::jobs::{health_check, JobGuard};
+use crate::jobs::{health_check, rate_limit_gc, JobGuard};
 use crate::layers::auth::Authenticator;
 use crate::layers::context::ContextBuilder;
 use crate::layers::cors::Cors;
@@ -50,7 +50,7 @@ impl Snapshot {
         let authenticators: HashMap<String, Arc<Authenticator>> =
             config.auth.iter().map(|(name, a)| (name.clone(), Arc::new(Authenticator::new(a)))).collect();
         let limiters: HashMap<String, Arc<RateLimiter>> =
-            config.rate_limits.iter().map(|(name, l)| (name.clone(), Arc::new(RateLimiter::new(l)))).collect();
+            config.rate_limits.iter().map(|(name, l)| (name.clone(), Arc::new(RateLimiter::new(l, &metrics.rate_limits)))).collect();
         let routes = config
             .routes
             .iter()
@@ -98,11 +98,15 @@ impl Snapshot {
         }
     }
 
-    /// Starts the snapshot's background jobs (health checkers) on the current runtime,
+    /// Starts the snapshot's background jobs (health checkers, rate-limit cleanup) on the current runtime,
     /// once; for a snapshot that is about to serve. `streamgate check` and `rewrite`
     /// build snapshots without calling this.
     pub fn start_jobs(&self, metrics: &Metrics) {
-        self.jobs.get_or_init(|| self.origins.values().flat_map(|pool| health_check::start(pool, &metrics.jobs)).collect());
+        self.jobs.get_or_init(|| {
+            let checkers = self.origins.values().flat_map(|pool| health_check::start(pool, &metrics.jobs));
+            let gc = self.limiters.values().filter_map(|l| rate_limit_gc::start(l, &metrics.jobs));
+            checkers.chain(gc).collect()
+        });
     }
 }
 

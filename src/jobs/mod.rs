@@ -9,9 +9,10 @@
 //! and the new snapshot's checker of one url) share one status, so counters survive
 //! reloads the way the other metrics do.
 //!
-//! One job a file: [`health_check`] is the first; key refresh and cert reload follow.
+//! One job a file: [`health_check`], [`rate_limit_gc`]; key refresh and cert reload follow.
 
 pub mod health_check;
+pub mod rate_limit_gc;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;

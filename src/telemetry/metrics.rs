@@ -94,6 +94,8 @@ pub struct Metrics {
     pub health: crate::upstream::health::Registry,
     /// Status of the background jobs.
     pub jobs: Arc<crate::jobs::Registry>,
+    /// Rate-limit budgets and decisions (kept across reloads).
+    pub rate_limits: crate::layers::rate_limit::Registry,
 }
 
 impl Metrics {
@@ -171,6 +173,7 @@ impl Metrics {
         }
         self.health.render(&mut out);
         self.jobs.render(&mut out);
+        self.rate_limits.render(&mut out);
         let _ = writeln!(out, "# HELP streamgate_open_connections Client connections open now.\n# TYPE streamgate_open_connections gauge\nstreamgate_open_connections {}", self.open_connections.load(Relaxed));
         let _ = writeln!(out, "# HELP streamgate_connections_total Client connections accepted.\n# TYPE streamgate_connections_total counter\nstreamgate_connections_total {}", self.connections_total.load(Relaxed));
         let _ = writeln!(

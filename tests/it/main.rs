@@ -11,6 +11,7 @@ mod health;
 mod listeners;
 mod manifests;
 mod proxying;
+mod rate_limit;
 mod routing;
 mod streaming;
 mod support;

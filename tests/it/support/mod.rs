@@ -3,6 +3,7 @@
 
 pub mod manifest_origin;
 pub mod origin;
+pub mod redis;
 pub mod tunnel;
 
 use std::io::{BufRead, BufReader};
