@@ -126,8 +126,9 @@ pub async fn serve(r: CachedRequest<'_>) -> Result<Served, ProxyError> {
             }
             State::StaleRevalidate => {
                 cache.stats.stale_while_revalidate.fetch_add(1, Relaxed);
-                if let Flight::Lead(tx) = cache.flight(&key) {
-                    spawn_fetch(&r, key.clone(), upstream_path, query, tx);
+                match cache.flight(&key) {
+                    Flight::Lead(tx) => spawn_fetch(&r, key.clone(), upstream_path, query, tx),
+                    Flight::Join(_) | Flight::Fresh(_) => {}
                 }
                 let response = render(&r, &key, &e, CacheStatus::Stale, Duration::ZERO)?;
                 return Ok(Served { response, upstream: None, status: CacheStatus::Stale });
@@ -150,6 +151,16 @@ pub async fn serve(r: CachedRequest<'_>) -> Result<Served, ProxyError> {
         Flight::Join(rx) => {
             cache.stats.coalesced.fetch_add(1, Relaxed);
             (rx, CacheStatus::Coalesced)
+        }
+        Flight::Fresh(e) => {
+            // The fetch this request missed by a hair: as good as having waited for it.
+            cache.stats.coalesced.fetch_add(1, Relaxed);
+            let left = match e.freshness.state(e.age(Instant::now())) {
+                State::Fresh(left) => left,
+                _ => Duration::ZERO,
+            };
+            let response = render(&r, &key, &e, CacheStatus::Coalesced, left)?;
+            return Ok(Served { response, upstream: Some(e.upstream.clone()), status: CacheStatus::Coalesced });
         }
     };
     let outcome = match rx.wait_for(Option::is_some).await {

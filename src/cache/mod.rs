@@ -216,6 +216,8 @@ pub enum Flight {
     Lead(watch::Sender<Option<Outcome>>),
     /// Another request is fetching: wait on this receiver.
     Join(watch::Receiver<Option<Outcome>>),
+    /// A fetch finished between the caller's lookup and this call: its fresh entry.
+    Fresh(Arc<Entry>),
 }
 
 impl ManifestCache {
@@ -248,10 +250,18 @@ impl ManifestCache {
     }
 
     /// Joins the fetch running for `key`, or registers a new one that the caller leads.
+    /// When a fetch ended since the caller looked (its entry is now fresh), that entry is
+    /// returned instead: checked under the same lock, so no second fetch starts.
     pub fn flight(&self, key: &Key) -> Flight {
         let mut inner = lock(&self.inner);
         if let Some(rx) = inner.flights.get(key) {
             return Flight::Join(rx.clone());
+        }
+        if let Some(e) = inner.entries.get(key) {
+            if matches!(e.freshness.state(e.age(Instant::now())), freshness::State::Fresh(_)) {
+                e.referenced.store(true, Relaxed);
+                return Flight::Fresh(e.clone());
+            }
         }
         let (tx, rx) = watch::channel(None);
         inner.flights.insert(key.clone(), rx);
@@ -412,8 +422,26 @@ mod tests {
     }
 
     fn store(c: &ManifestCache, k: &Key, e: Arc<Entry>) {
-        let Flight::Lead(tx) = c.flight(k) else { panic!("no flight expected for {k:?}") };
+        let tx = match c.flight(k) {
+            Flight::Lead(tx) => tx,
+            Flight::Fresh(old) => {
+                c.remove(k, &old);
+                let Flight::Lead(tx) = c.flight(k) else { panic!("no flight expected for {k:?}") };
+                tx
+            }
+            Flight::Join(_) => panic!("no flight expected for {k:?}"),
+        };
         c.finish(k, &tx, Outcome::Entry(e), true);
+    }
+
+    #[test]
+    fn a_request_that_missed_a_just_finished_fetch_gets_its_entry_not_a_new_fetch() {
+        let c = ManifestCache::new(1 << 20);
+        let k = key("/race");
+        assert!(matches!(c.get(&k), Found::Nothing), "looked before the fetch ended");
+        store(&c, &k, entry(10));
+        assert!(matches!(c.flight(&k), Flight::Fresh(_)), "then asked for a flight after it ended");
+        assert!(matches!(c.flight(&k), Flight::Fresh(_)), "and no flight was registered");
     }
 
     #[test]
