@@ -9,9 +9,10 @@
 //! and the new snapshot's checker of one url) share one status, so counters survive
 //! reloads the way the other metrics do.
 //!
-//! One job a file: [`health_check`] is the first; key refresh and cert reload follow.
+//! One job a file: [`health_check`], [`jwks_refresh`]; cert reload follows.
 
 pub mod health_check;
+pub mod jwks_refresh;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
