@@ -470,10 +470,8 @@ fn token_sources(list: &[String], p: &mut dyn FnMut(&str, String)) -> Option<Vec
             Some(TokenSource::Header)
         } else if let Some(n) = s.strip_prefix("query:").filter(|n| plain_name(n)) {
             Some(TokenSource::Query(n.to_owned()))
-        } else if let Some(n) = s.strip_prefix("cookie:").filter(|n| plain_name(n)) {
-            Some(TokenSource::Cookie(n.to_owned()))
         } else {
-            None
+            s.strip_prefix("cookie:").filter(|n| plain_name(n)).map(|n| TokenSource::Cookie(n.to_owned()))
         };
         match parsed {
             Some(t) if !out.contains(&t) => out.push(t),

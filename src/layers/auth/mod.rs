@@ -95,20 +95,21 @@ pub struct Authenticator {
     kind: Kind,
 }
 
+/// Boxed: the jwt and introspection states are large, and built once per snapshot.
 enum Kind {
-    Jwt { auth: jwt::JwtAuth, sources: Vec<TokenSource> },
+    Jwt { auth: Box<jwt::JwtAuth>, sources: Vec<TokenSource> },
     ApiKey { auth: api_key::ApiKeyAuth, source: [TokenSource; 1] },
-    Introspection { auth: introspection::IntrospectionAuth, sources: Vec<TokenSource> },
+    Introspection { auth: Box<introspection::IntrospectionAuth>, sources: Vec<TokenSource> },
 }
 
 impl Authenticator {
     /// Compiles a block (keys parsed, JWKS fetched later by a job).
     pub fn new(settings: &AuthSettings) -> Self {
         let kind = match &settings.kind {
-            AuthKind::Jwt(s) => Kind::Jwt { auth: jwt::JwtAuth::new(s), sources: s.sources.clone() },
+            AuthKind::Jwt(s) => Kind::Jwt { auth: Box::new(jwt::JwtAuth::new(s)), sources: s.sources.clone() },
             AuthKind::ApiKey(s) => Kind::ApiKey { auth: api_key::ApiKeyAuth::new(s), source: [s.source.clone()] },
             AuthKind::Introspection(s) => {
-                Kind::Introspection { auth: introspection::IntrospectionAuth::new(s), sources: s.sources.clone() }
+                Kind::Introspection { auth: Box::new(introspection::IntrospectionAuth::new(s)), sources: s.sources.clone() }
             }
         };
         Self { name: settings.name.as_str().into(), max_token_bytes: settings.max_token_bytes, kind }
