@@ -1,7 +1,8 @@
 //! The compiled, immutable view of one validated config: route table and origin pools.
 //! Requests hold an `Arc<Snapshot>` for their whole life, so a reload never changes a
 //! request midway. A snapshot that serves also owns its background jobs (the health
-//! checkers of its pools): they stop when it is dropped.
+//! checkers of its pools, the JWKS refresh of its auth blocks): they stop when it is
+//! dropped.
 
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
@@ -10,7 +11,7 @@ use streamgate_manifest::{Filter, Mapper, Mode, OriginId, RouteTarget};
 
 use crate::config::schema::{FilterConfig, RewriteMode};
 use crate::config::{Config, RouteSettings};
-use crate::jobs::{health_check, rate_limit_gc, JobGuard};
+use crate::jobs::{health_check, jwks_refresh, rate_limit_gc, JobGuard};
 use crate::layers::auth::Authenticator;
 use crate::layers::context::ContextBuilder;
 use crate::layers::cors::Cors;
@@ -98,14 +99,16 @@ impl Snapshot {
         }
     }
 
-    /// Starts the snapshot's background jobs (health checkers, rate-limit cleanup) on the current runtime,
+    /// Starts the snapshot's background jobs (health checkers, rate-limit cleanup, JWKS
+    /// refresh) on the current runtime,
     /// once; for a snapshot that is about to serve. `streamgate check` and `rewrite`
     /// build snapshots without calling this.
     pub fn start_jobs(&self, metrics: &Metrics) {
         self.jobs.get_or_init(|| {
             let checkers = self.origins.values().flat_map(|pool| health_check::start(pool, &metrics.jobs));
             let gc = self.limiters.values().filter_map(|l| rate_limit_gc::start(l, &metrics.jobs));
-            checkers.chain(gc).collect()
+            let jwks = self.authenticators.values().filter_map(|a| jwks_refresh::start(a, &metrics.jobs));
+            checkers.chain(gc).chain(jwks).collect()
         });
     }
 }

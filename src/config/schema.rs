@@ -96,9 +96,14 @@ pub struct AuthConfig {
     /// Default `60s`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cache_ttl: Option<ConfigDuration>,
-    /// introspection: time allowed for one call to the endpoint. Default `2s`.
+    /// introspection (and jwt with `jwks_url`): time allowed for one call to the
+    /// endpoint. Default `2s`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub timeout: Option<ConfigDuration>,
+    /// Longest token (or API key) accepted, in bytes; longer ones are refused before any
+    /// parsing. Default `8KiB`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_token_bytes: Option<ByteSize>,
 }
 
 /// A string or a list of strings.

@@ -9,9 +9,11 @@
 //! and the new snapshot's checker of one url) share one status, so counters survive
 //! reloads the way the other metrics do.
 //!
-//! One job a file: [`health_check`], [`rate_limit_gc`]; key refresh and cert reload follow.
+//! One job a file: [`health_check`], [`rate_limit_gc`], [`jwks_refresh`]; cert reload
+//! follows.
 
 pub mod health_check;
+pub mod jwks_refresh;
 pub mod rate_limit_gc;
 
 use std::collections::BTreeMap;

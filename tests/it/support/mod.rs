@@ -1,6 +1,7 @@
 //! Test support: the test origin, an in-process proxy on ephemeral ports, a spawned
 //! `streamgate` binary, and small HTTP clients (hyper, and raw TCP for malformed input).
 
+pub mod idp;
 pub mod manifest_origin;
 pub mod origin;
 pub mod redis;
