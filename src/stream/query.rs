@@ -62,7 +62,7 @@ pub fn prepare(route: &Route, query: Option<&str>) -> Result<Prepared, ProxyErro
             }
             continue;
         }
-        if Some(k) == token_param {
+        if Some(k) == token_param || route.auth.as_ref().is_some_and(|a| a.query_params().any(|n| n == k)) {
             changed = true;
             continue;
         }

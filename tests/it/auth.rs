@@ -390,3 +390,30 @@ keys = {{ acme = "sha256:{hash}" }}
     assert!(access.iter().any(|v| v["principal"] == "acme"), "{text}");
     assert!(access.iter().any(|v| v["status"] == 401 && v["principal"] == ""), "{text}");
 }
+
+/// Credentials in the query are the viewer's, not the origin's: they are taken out of the
+/// query sent upstream (so they reach no origin log, and a cached manifest is shared).
+#[tokio::test]
+async fn query_credentials_do_not_reach_the_origin() {
+    let origin = TestOrigin::start("o").await;
+    let hash = sha256_hex("acme-key-1");
+    let proxy = Proxy::start(&format!(
+        r#"
+[origins.o]
+urls = ["http://{origin}"]
+[routes.echo]
+prefix = "/echo/"
+origin = "o"
+auth = "partners_q"
+[auth.partners_q]
+type = "api_key"
+from = "query:api_key"
+keys = {{ acme = "sha256:{hash}" }}
+"#,
+        origin = origin.addr
+    ))
+    .await;
+    let r = send(Method::GET, &proxy.url("/echo/x?a=1&api_key=acme-key-1&b=2"), &[]).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["query"], "a=1&b=2");
+}

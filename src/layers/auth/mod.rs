@@ -120,6 +120,20 @@ impl Authenticator {
         &self.name
     }
 
+    /// Query parameters that carry this block's credentials: removed from the query sent
+    /// to the origin (so tokens reach no origin log, and the manifest cache key does not
+    /// vary per viewer).
+    pub fn query_params(&self) -> impl Iterator<Item = &str> {
+        let sources: &[TokenSource] = match &self.kind {
+            Kind::Jwt { sources, .. } | Kind::Introspection { sources, .. } => sources,
+            Kind::ApiKey { source, .. } => source,
+        };
+        sources.iter().filter_map(|s| match s {
+            TokenSource::Query(n) => Some(n.as_str()),
+            _ => None,
+        })
+    }
+
     /// The JWT verifier, when this is a jwt block with a JWKS (for the refresh job).
     pub fn jwt_with_jwks(&self) -> Option<&jwt::JwtAuth> {
         match &self.kind {
