@@ -2,6 +2,7 @@
 //! `streamgate` binary, and small HTTP clients (hyper, and raw TCP for malformed input).
 
 pub mod manifest_origin;
+pub mod mmdb;
 pub mod origin;
 pub mod tunnel;
 
