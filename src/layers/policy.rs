@@ -234,6 +234,50 @@ allow if {
         assert!(matches!(r, Err(ProxyError::Internal(_)) | Err(ProxyError::Forbidden(_))), "{r:?}");
     }
 
+    fn example(name: &str) -> Policy {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/policies").join(name);
+        policy(&std::fs::read_to_string(path).unwrap())
+    }
+
+    fn denied(r: Result<(), ProxyError>) -> String {
+        match r {
+            Err(ProxyError::Forbidden(reason)) => reason,
+            other => panic!("expected a denial, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn example_policies_do_what_they_say() {
+        let anon = || RequestContext::new("203.0.113.7".parse().unwrap());
+        let geo = example("geo-block.rego");
+        let mut kp = anon();
+        kp.country = Some("KP".into());
+        assert_eq!(denied(check(&geo, "/vod/a.m3u8", &kp)), "this content is not available in your country (KP)");
+        let mut fr = anon();
+        fr.country = Some("FR".into());
+        assert!(check(&geo, "/vod/a.m3u8", &fr).is_ok());
+        assert!(check(&geo, "/vod/a.m3u8", &anon()).is_ok(), "unknown country passes");
+
+        let dev = example("device-limit.rego");
+        let with = |d: Option<&'static str>| {
+            let mut c = anon();
+            c.device = d;
+            c
+        };
+        assert!(check(&dev, "/live/1080p/i.m3u8", &with(None)).is_ok());
+        assert!(check(&dev, "/live/1080p/i.m3u8", &with(Some("mobile"))).is_ok());
+        assert!(check(&dev, "/live/2160p/i.m3u8", &with(Some("tv"))).is_ok());
+        assert_eq!(denied(check(&dev, "/live/2160p/i.m3u8", &with(Some("mobile")))), "4K renditions are for TVs and desktops, not mobile");
+        assert_eq!(denied(check(&dev, "/live/1080p/i.m3u8", &with(Some("bot")))), "automated clients may not stream");
+
+        let ent = example("entitlement.rego");
+        assert!(check(&ent, "/vod/free/a.m3u8", &anon()).is_ok());
+        let sports = ctx_with_claims(serde_json::json!({"sub": "v", "entitlements": ["/vod/sports/", 7]}));
+        assert!(check(&ent, "/vod/sports/final/master.m3u8", &sports).is_ok());
+        assert_eq!(denied(check(&ent, "/vod/news/a.m3u8", &sports)), "/vod/news/a.m3u8 is not part of your subscription");
+        assert_eq!(denied(check(&ent, "/vod/news/a.m3u8", &anon())), "/vod/news/a.m3u8 is not part of your subscription");
+    }
+
     /// Per-evaluation cost, printed (run with `--nocapture`); debug builds are ~10x
     /// slower than release.
     #[test]
