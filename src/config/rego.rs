@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 /// The package every policy declares.
 pub const PACKAGE: &str = "data.streamgate";
-const ALLOW: &str = "data.streamgate.allow";
-const REASON: &str = "data.streamgate.reason";
+pub const ALLOW: &str = "data.streamgate.allow";
+pub const REASON: &str = "data.streamgate.reason";
 
 /// A policy compiled for evaluation. Cheap to clone (shared).
 #[derive(Clone)]
@@ -17,13 +17,21 @@ pub struct CompiledPolicy {
     pub allow: regorus::CompiledPolicy,
     /// Compiled for `reason`, when the module defines it.
     pub reason: Option<regorus::CompiledPolicy>,
+    /// The same rules compiled to regorus' register VM (`allow`, `reason` entry points),
+    /// several times faster per evaluation than the tree-walking interpreter; `None`
+    /// when the module uses something the VM compiler does not support.
+    pub program: Option<Arc<regorus::rvm::Program>>,
     /// The parts of `input` the module reads (the rest is never built).
     pub reads: InputParts,
 }
 
 impl fmt::Debug for CompiledPolicy {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("CompiledPolicy").field("reason", &self.reason.is_some()).field("reads", &self.reads).finish_non_exhaustive()
+        f.debug_struct("CompiledPolicy")
+            .field("reason", &self.reason.is_some())
+            .field("vm", &self.program.is_some())
+            .field("reads", &self.reads)
+            .finish_non_exhaustive()
     }
 }
 
@@ -87,7 +95,12 @@ impl CompiledPolicy {
         }
         let allow = engine.compile_with_entrypoint(&Arc::<str>::from(ALLOW)).map_err(fail)?;
         let reason = if declared("reason") { Some(engine.compile_with_entrypoint(&Arc::<str>::from(REASON)).map_err(fail)?) } else { None };
-        Ok(Self { allow, reason, reads: reads_of(source) })
+        let mut entry_points = vec![ALLOW];
+        if reason.is_some() {
+            entry_points.push(REASON);
+        }
+        let program = regorus::languages::rego::compiler::Compiler::compile_from_policy(&allow, &entry_points).ok();
+        Ok(Self { allow, reason, program, reads: reads_of(source) })
     }
 }
 
