@@ -6,6 +6,7 @@ pub mod auth;
 pub mod limits;
 mod load;
 mod locate;
+pub mod rego;
 pub mod schema;
 pub mod secret;
 pub mod units;

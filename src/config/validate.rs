@@ -557,7 +557,8 @@ pub fn validate(raw: RawConfig, loc: &Locator) -> Result<Config, ConfigErrors> {
     }
     let auth = super::auth::validate(&raw, &mut p);
     let rate_limits = super::limits::validate(&raw, &mut p);
-    let access = super::access::validate(&raw, &mut p);
+    let geo_dir = loc.dir_of("geoip.database");
+    let access = super::access::validate(&raw, geo_dir.as_deref(), &mut p);
 
     if !problems.is_empty() {
         return Err(ConfigErrors(problems));

@@ -17,6 +17,8 @@
 pub mod auth;
 pub mod context;
 pub mod cors;
+pub mod device;
+pub mod forwarded;
 pub mod policy;
 pub mod rate_limit;
 

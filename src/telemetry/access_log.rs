@@ -116,6 +116,7 @@ impl ObservedBody {
                 session = rec.context.as_ref().and_then(|c| c.session_id.as_deref()).unwrap_or(""),
                 device = rec.context.as_ref().and_then(|c| c.device).unwrap_or(""),
                 country = rec.context.as_ref().and_then(|c| c.country.as_deref()).unwrap_or(""),
+                region = rec.context.as_ref().and_then(|c| c.region.as_deref()).unwrap_or(""),
                 principal = rec.context.as_ref().and_then(|c| c.principal.as_deref()).unwrap_or(""),
                 outcome = outcome.as_str(),
             );

@@ -2,6 +2,7 @@
 //! and the proxy (in-process, or the real binary where process behaviour matters).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod access;
 mod admin;
 mod auth;
 mod cache;

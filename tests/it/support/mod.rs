@@ -3,6 +3,7 @@
 
 pub mod idp;
 pub mod manifest_origin;
+pub mod mmdb;
 pub mod origin;
 pub mod redis;
 pub mod tunnel;
