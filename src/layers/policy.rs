@@ -9,8 +9,9 @@
 //! not a verdict about the viewer, and must not look like one in dashboards.
 
 use std::cell::RefCell;
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use regorus::rvm::vm::RegoVM;
 use regorus::rvm::Program;
@@ -25,17 +26,84 @@ use crate::error::ProxyError;
 pub struct Policy {
     compiled: CompiledPolicy,
     path: Arc<str>,
+    /// Recent decisions by the parts of `input` the module reads; `None` when the module
+    /// calls a builtin whose answer can change for the same input (time, randomness,
+    /// network, runtime).
+    decisions: Option<Mutex<HashMap<Box<[u8]>, Decision>>>,
+}
+
+/// A cached verdict.
+struct Decision {
+    /// `None`: allowed; `Some(reason)`: denied.
+    denied: Option<String>,
+    until: Instant,
+    /// Keeps the claims whose address is part of the key alive, so that address cannot
+    /// be reused by other claims while the entry exists.
+    _claims: Option<Arc<serde_json::Map<String, serde_json::Value>>>,
+}
+
+/// Decisions kept per policy (the map is emptied when full: bounded, and refilled by the
+/// viewers that are active).
+const DECISIONS: usize = 8192;
+/// How long a decision is reused. Policies are functions of `input`; the bound is there
+/// for anything a static look at the module cannot see.
+const DECISION_TTL: Duration = Duration::from_secs(5);
+
+/// Builtins whose result is not a function of `input`: a module that names one is
+/// evaluated on every request.
+const UNCACHEABLE: [&str; 8] = ["time.", "rand.", "uuid.", "http.send", "net.lookup", "opa.runtime", "crypto.", "trace("];
+
+thread_local! {
+    static KEY: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
 impl Policy {
     /// Takes the policy compiled by validation.
     pub fn new(settings: &PolicySettings) -> Self {
-        Self { compiled: settings.compiled.clone(), path: settings.path.as_str().into() }
+        let cacheable = !UNCACHEABLE.iter().any(|b| settings.source.contains(b));
+        Self {
+            compiled: settings.compiled.clone(),
+            path: settings.path.as_str().into(),
+            decisions: cacheable.then(|| Mutex::new(HashMap::new())),
+        }
     }
 
     /// Evaluates `allow` for this request: `Ok` when it is `true`; `403 forbidden` with
-    /// the policy's `reason` (or "denied by policy") otherwise.
+    /// the policy's `reason` (or "denied by policy") otherwise. A request whose relevant
+    /// parts (method, path, route and whichever of query, headers, claims and client the
+    /// module reads) match a recent one gets that one's verdict without an evaluation.
     pub fn check(&self, head: &Head<'_>, ctx: &RequestContext, route: &str) -> Result<(), ProxyError> {
+        let Some(decisions) = &self.decisions else { return self.evaluate(head, ctx, route) };
+        KEY.with(|cell| {
+            let Ok(mut key) = cell.try_borrow_mut() else { return self.evaluate(head, ctx, route) };
+            decision_key(&mut key, head, ctx, route, self.compiled.reads);
+            let now = Instant::now();
+            if let Ok(map) = decisions.lock() {
+                if let Some(d) = map.get(key.as_slice()).filter(|d| d.until > now) {
+                    return match &d.denied {
+                        None => Ok(()),
+                        Some(reason) => Err(ProxyError::Forbidden(reason.clone())),
+                    };
+                }
+            }
+            let verdict = self.evaluate(head, ctx, route);
+            let denied = match &verdict {
+                Ok(()) => None,
+                Err(ProxyError::Forbidden(reason)) => Some(reason.clone()),
+                Err(_) => return verdict,
+            };
+            if let Ok(mut map) = decisions.lock() {
+                if map.len() >= DECISIONS {
+                    map.clear();
+                }
+                let claims = if self.compiled.reads.claims { ctx.claims.clone() } else { None };
+                map.insert(key.as_slice().into(), Decision { denied, until: now + DECISION_TTL, _claims: claims });
+            }
+            verdict
+        })
+    }
+
+    fn evaluate(&self, head: &Head<'_>, ctx: &RequestContext, route: &str) -> Result<(), ProxyError> {
         let input = input(head, ctx, route, self.compiled.reads);
         let reason = match &self.compiled.program {
             Some(program) => {
@@ -121,6 +189,45 @@ fn reason_text(v: &Value) -> Option<String> {
             (!items.is_empty()).then(|| items.join("; "))
         }
         _ => None,
+    }
+}
+
+/// The bytes that decide a verdict: everything `input` is built from, for the parts the
+/// module reads. Claims count by identity (the verified-token cache hands out one shared
+/// map per token), which [`Decision`] pins.
+fn decision_key(key: &mut Vec<u8>, head: &Head<'_>, ctx: &RequestContext, route: &str, reads: InputParts) {
+    key.clear();
+    for part in [head.method.as_str(), head.uri.path(), route] {
+        key.extend_from_slice(part.as_bytes());
+        key.push(0);
+    }
+    if reads.query {
+        key.extend_from_slice(head.uri.query().unwrap_or("").as_bytes());
+        key.push(0);
+    }
+    if reads.headers {
+        for (name, value) in head.headers {
+            key.extend_from_slice(name.as_str().as_bytes());
+            key.push(b':');
+            key.extend_from_slice(value.as_bytes());
+            key.push(0);
+        }
+        key.push(0);
+    }
+    if reads.claims {
+        let addr = ctx.claims.as_ref().map_or(0, |c| Arc::as_ptr(c) as usize);
+        key.extend_from_slice(&addr.to_le_bytes());
+    }
+    if reads.client {
+        use std::io::Write as _;
+        let _ = write!(key, "{}", ctx.client_ip);
+        for v in [ctx.country.as_deref(), ctx.region.as_deref(), ctx.device, ctx.session_id.as_deref()] {
+            key.push(0);
+            if let Some(v) = v {
+                key.push(1);
+                key.extend_from_slice(v.as_bytes());
+            }
+        }
     }
 }
 
@@ -283,6 +390,28 @@ reason := sprintf("not entitled to %s", [input.path]) if not allow
         }
         // No claims at all: `{}`, denied.
         assert!(matches!(check(&p, "/vod/free/x", &RequestContext::new("1.1.1.1".parse().unwrap())), Err(ProxyError::Forbidden(_))));
+    }
+
+    /// Verdicts are reused only for the same relevant input: the same claims (by
+    /// identity) and path; other claims, another path or a changed query are evaluated.
+    #[test]
+    fn cached_verdicts_follow_the_input() {
+        let p = policy(ENTITLEMENT);
+        assert!(p.decisions.is_some());
+        let gold = ctx_with_claims(serde_json::json!({"entitlements": ["/vod/premium/"]}));
+        let free = ctx_with_claims(serde_json::json!({"entitlements": ["/vod/free/"]}));
+        for _ in 0..3 {
+            assert!(check(&p, "/vod/premium/a.m3u8", &gold).is_ok());
+            assert!(check(&p, "/vod/premium/a.m3u8", &free).is_err(), "other claims, same path");
+            assert!(check(&p, "/vod/free/a.m3u8", &gold).is_err(), "same claims, other path");
+            assert!(check(&p, "/vod/free/a.m3u8", &free).is_ok());
+        }
+        assert_eq!(p.decisions.as_ref().unwrap().lock().unwrap().len(), 4);
+        let q = policy("package streamgate\nallow if input.query.k == \"1\"\n");
+        assert!(check(&q, "/x?k=1", &free).is_ok());
+        assert!(check(&q, "/x?k=2", &free).is_err(), "the query is part of the key when the module reads it");
+        let timed = policy("package streamgate\nallow if time.now_ns() > 0\n");
+        assert!(timed.decisions.is_none(), "a module using time is evaluated every time");
     }
 
     #[test]
