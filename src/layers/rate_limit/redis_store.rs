@@ -105,8 +105,10 @@ impl RedisStore {
                 let _ = write!(k, "{ip}");
             }
             BudgetKey::Value { value, .. } => {
+                const HEX: &[u8; 16] = b"0123456789abcdef";
                 for b in &Sha256::digest(value)[..16] {
-                    let _ = write!(k, "{b:02x}");
+                    k.push(char::from(HEX[usize::from(b >> 4)]));
+                    k.push(char::from(HEX[usize::from(b & 15)]));
                 }
             }
         }
@@ -118,10 +120,9 @@ impl RedisStore {
         if now_ms() < self.open_until_ms.load(Relaxed) {
             return Err(RedisStoreError::CircuitOpen);
         }
-        let result = match tokio::time::timeout(TIMEOUT, self.call(key)).await {
-            Ok(r) => r,
-            Err(_) => Err(RedisStoreError::Timeout),
-        };
+        // The connection manager bounds connecting and every response by TIMEOUT itself
+        // (a second timer per request here would only add cost).
+        let result = self.call(key).await;
         if result.is_err() {
             self.open_until_ms.store(now_ms().saturating_add(BREAKER.as_millis() as u64), Relaxed);
         }
