@@ -146,6 +146,34 @@ async fn two_proxies_on_one_redis_share_one_budget() {
     assert!(metrics(&a).await.contains("streamgate_rate_limit_decisions_total{limit=\"shared\",result=\"limited\"} "));
 }
 
+/// Concurrent decisions go to Redis in batches (several keys, repeated keys, in one
+/// script call): every one is still counted once, in order.
+#[tokio::test]
+async fn concurrent_redis_decisions_are_batched_and_exact() {
+    let redis = RedisServer::start();
+    let origin = TestOrigin::start("o").await;
+    let limits = format!(
+        "[rate_limits.shared]\nkey = \"header:x-viewer\"\nrate = \"1/h\"\nburst = 25\nbackend = \"redis\"\nredis_url = \"{}\"\n",
+        redis.url()
+    );
+    let p = Proxy::start(&config(&origin, &limits, &[("/v/", "shared")])).await;
+    let mut set = tokio::task::JoinSet::new();
+    for i in 0..300 {
+        let url = p.url("/v/bytes/1");
+        let viewer = ["alice", "bob", "carol"][i % 3];
+        set.spawn(async move { (viewer, get_with(&url, &[("x-viewer", viewer)]).await.status.as_u16()) });
+    }
+    let mut allowed = std::collections::HashMap::new();
+    while let Some(r) = set.join_next().await {
+        let (viewer, status) = r.unwrap();
+        assert!(status == 200 || status == 429, "{status}");
+        *allowed.entry(viewer).or_insert(0) += usize::from(status == 200);
+    }
+    for viewer in ["alice", "bob", "carol"] {
+        assert_eq!(allowed.get(viewer), Some(&25), "{viewer}: exactly the burst of 100 concurrent requests");
+    }
+}
+
 #[tokio::test]
 async fn a_redis_outage_follows_on_backend_error_and_recovers() {
     let mut redis = RedisServer::start();
