@@ -29,7 +29,7 @@ fn fixture() -> &'static Fixture {
     F.get_or_init(|| {
         let toml = format!(
             "[origins.o]\nurls = [\"http://127.0.0.1:9\"]\n[routes.r]\nprefix = \"/\"\norigin = \"o\"\nauth = \"v\"\n\
-             [auth.v]\ntype = \"jwt\"\nalgorithms = [\"HS256\", \"ES256\"]\nsecret = \"fuzz-secret-not-in-any-input\"\n\
+             [auth.v]\ntype = \"jwt\"\nalgorithms = [\"HS256\", \"ES256\"]\nsecret = \"fuzz-secret-that-is-in-no-input-0123456789\"\n\
              public_keys = [\"\"\"{ES256_PUB}\"\"\"]\nissuer = \"i\"\naudience = \"a\"\n\
              [auth.k]\ntype = \"api_key\"\nfrom = \"header:x-api-key\"\n\
              keys = {{ acme = \"sha256:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08\" }}\n"
