@@ -32,7 +32,7 @@ fn fixture() -> &'static Fixture {
              [auth.v]\ntype = \"jwt\"\nalgorithms = [\"HS256\", \"ES256\"]\nsecret = \"fuzz-secret-that-is-in-no-input-0123456789\"\n\
              public_keys = [\"\"\"{ES256_PUB}\"\"\"]\nissuer = \"i\"\naudience = \"a\"\n\
              [auth.k]\ntype = \"api_key\"\nfrom = \"header:x-api-key\"\n\
-             keys = {{ acme = \"sha256:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08\" }}\n"
+             keys = {{ acme = \"sha256:120d6ec789168a1b1ee98e6db9b6107c61e17396817f6500804ba33539ff0214\" }}\n"
         );
         let cfg = load_and_validate(&ConfigSource::Embedded(toml)).unwrap_or_else(|e| panic!("fuzz fixture config: {e}"));
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
