@@ -4,11 +4,12 @@
 //!
 //! - One multiplexed connection per block (redis `ConnectionManager`, created on the
 //!   first request; it reconnects by itself).
-//! - Micro-batching: one call is in flight per block at a time; decisions that arrive
-//!   meanwhile go together in the next call (one script run for up to [`MAX_BATCH`]
-//!   keys, each decided in arrival order). No request waits for a batch to fill: a lone
-//!   request is sent at once. Under load this divides Redis's per-call cost (the Lua
-//!   dispatch dominates a GCRA step) by the batch size.
+//! - Micro-batching: up to [`MAX_IN_FLIGHT`] calls are in flight per block; decisions
+//!   that arrive while that many are out go together in the next call (one script run for
+//!   up to [`MAX_BATCH`] keys, each decided in arrival order). No request waits for a
+//!   batch to fill: while fewer calls are out, a request is sent at once. Under load this
+//!   divides Redis's per-call cost (the Lua dispatch dominates a GCRA step) by the batch
+//!   size.
 //! - Each call has [`TIMEOUT`]; an error or a timeout opens a short circuit
 //!   ([`BREAKER`]) during which requests skip Redis and follow `on_backend_error`, so an
 //!   outage costs one slow request per breaker period instead of one per request.
@@ -37,6 +38,8 @@ pub const BREAKER: Duration = Duration::from_millis(500);
 
 /// Most decisions in one script call.
 pub const MAX_BATCH: usize = 64;
+/// Most script calls in flight per block.
+pub const MAX_IN_FLIGHT: usize = 4;
 
 /// GCRA for a batch. KEYS[1..n]: the budgets, one per decision (a key may repeat: the
 /// decisions are taken in order); ARGV[1]: emission interval (µs); ARGV[2]: burst.
@@ -196,44 +199,62 @@ struct Batcher {
 }
 
 impl Batcher {
-    async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Waiter>) {
-        let mut batch: Vec<Waiter> = Vec::with_capacity(MAX_BATCH);
-        while let Some(first) = rx.recv().await {
-            batch.push(first);
-            while batch.len() < MAX_BATCH {
-                match rx.try_recv() {
-                    Ok(w) => batch.push(w),
-                    Err(_) => break,
+    async fn run(self, mut rx: mpsc::UnboundedReceiver<Waiter>) {
+        let mut in_flight = tokio::task::JoinSet::new();
+        loop {
+            tokio::select! {
+                first = rx.recv(), if in_flight.len() < MAX_IN_FLIGHT => {
+                    let Some(first) = first else { break };
+                    let mut batch: Vec<Waiter> = Vec::with_capacity(8);
+                    batch.push(first);
+                    while batch.len() < MAX_BATCH {
+                        match rx.try_recv() {
+                            Ok(w) => batch.push(w),
+                            Err(_) => break,
+                        }
+                    }
+                    let (conn, script, period_us, burst) = (self.conn.clone(), self.script.clone(), self.period_us, self.burst);
+                    in_flight.spawn(async move {
+                        let decided = decide(conn, &script, period_us, burst, &batch).await;
+                        for (i, (_, tx)) in batch.into_iter().enumerate() {
+                            let _ = tx.send(match &decided {
+                                Ok(d) => d.get(i).copied().ok_or_else(|| RedisStoreError::Redis("short reply from the rate-limit script".into())),
+                                Err(e) => Err(e.clone()),
+                            });
+                        }
+                    });
                 }
-            }
-            let decided = self.decide(&batch).await;
-            for (i, (_, tx)) in batch.drain(..).enumerate() {
-                let _ = tx.send(match &decided {
-                    Ok(d) => d.get(i).copied().ok_or_else(|| RedisStoreError::Redis("short reply from the rate-limit script".into())),
-                    Err(e) => Err(e.clone()),
-                });
+                Some(_) = in_flight.join_next(), if !in_flight.is_empty() => {}
             }
         }
+        while in_flight.join_next().await.is_some() {}
     }
+}
 
-    async fn decide(&mut self, batch: &[Waiter]) -> Result<Vec<Decision>, RedisStoreError> {
-        let mut call = self.script.prepare_invoke();
-        for (key, _) in batch {
-            call.key(key.as_str());
-        }
-        call.arg(self.period_us).arg(self.burst);
-        let flat: Vec<i64> = call.invoke_async(&mut self.conn).await.map_err(|e| RedisStoreError::Redis(e.kind_and_detail()))?;
-        Ok(flat
-            .chunks_exact(2)
-            .map(|p| {
-                if p[0] == 1 {
-                    Decision::Allowed
-                } else {
-                    Decision::Limited { wait: Duration::from_micros(u64::try_from(p[1]).unwrap_or(0)) }
-                }
-            })
-            .collect())
+/// One script call for a batch of decisions.
+async fn decide(
+    mut conn: ConnectionManager,
+    script: &redis::Script,
+    period_us: u64,
+    burst: u32,
+    batch: &[Waiter],
+) -> Result<Vec<Decision>, RedisStoreError> {
+    let mut call = script.prepare_invoke();
+    for (key, _) in batch {
+        call.key(key.as_str());
     }
+    call.arg(period_us).arg(burst);
+    let flat: Vec<i64> = call.invoke_async(&mut conn).await.map_err(|e| RedisStoreError::Redis(e.kind_and_detail()))?;
+    Ok(flat
+        .chunks_exact(2)
+        .map(|p| {
+            if p[0] == 1 {
+                Decision::Allowed
+            } else {
+                Decision::Limited { wait: Duration::from_micros(u64::try_from(p[1]).unwrap_or(0)) }
+            }
+        })
+        .collect())
 }
 
 /// A redis error's kind and detail, without anything that could hold the URL.
