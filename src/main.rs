@@ -8,10 +8,13 @@ use streamgate::config::{self, ConfigSource};
 
 /// Edge proxy for HTTP video streaming that understands HLS and DASH.
 #[derive(Parser)]
-#[command(name = "streamgate", version, about)]
+#[command(name = "streamgate", version, about, args_conflicts_with_subcommands = true)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
+    /// Config files for `streamgate -c FILE...` without a subcommand (same as `serve`).
+    #[arg(short = 'c', long = "config", value_name = "FILE")]
+    config: Vec<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -59,7 +62,7 @@ fn main() -> ExitCode {
             return if e.use_stderr() { ExitCode::from(2) } else { ExitCode::SUCCESS };
         }
     };
-    match cli.command.unwrap_or(Command::Serve { config: Vec::new() }) {
+    match cli.command.unwrap_or(Command::Serve { config: cli.config }) {
         Command::Check { config: files } => {
             let src = source(files);
             match config::load_and_validate(&src) {

@@ -197,3 +197,16 @@ fn rewrite_runs_one_manifest_through_a_route() {
     assert!(out.is_empty(), "nothing half-written");
     assert!(err.contains("manifest_invalid"), "{err}");
 }
+
+/// SPEC: `streamgate` and `streamgate serve [-c FILE]...` both run the proxy; the config
+/// is loaded (and refused) the same way without the subcommand.
+#[test]
+fn serve_is_the_default_subcommand_also_with_config_files() {
+    let bad = write_config("default-subcommand.toml", "[server]\nlisten = \"nope\"\n");
+    let path = bad.to_str().unwrap();
+    for args in [vec!["-c", path], vec!["serve", "-c", path]] {
+        let (code, _, err) = run_bin(&args, &[]);
+        assert_eq!(code, 2, "{args:?}: {err}");
+        assert!(err.contains("server.listen"), "{args:?}: {err}");
+    }
+}
