@@ -320,7 +320,19 @@ impl RequestIds {
             }
         }
         let n = self.counter.fetch_add(1, Relaxed);
-        HeaderValue::from_str(&format!("{:016x}{:08x}", self.prefix, n)).unwrap_or_else(|_| HeaderValue::from_static("0"))
+        // 16 hex digits of the prefix (with the counter's high half mixed in, so ids stay
+        // unique past 2^32 requests) and 8 of the counter's low half; no `format!`, as this
+        // runs for every request.
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let high = self.prefix ^ (n >> 32);
+        let mut id = [0u8; 24];
+        for (i, slot) in id[..16].iter_mut().enumerate() {
+            *slot = HEX[((high >> (60 - 4 * i)) & 15) as usize];
+        }
+        for (i, slot) in id[16..].iter_mut().enumerate() {
+            *slot = HEX[((n >> (28 - 4 * i)) & 15) as usize];
+        }
+        HeaderValue::from_bytes(&id).unwrap_or_else(|_| HeaderValue::from_static("0"))
     }
 }
 
@@ -335,6 +347,9 @@ mod tests {
         let b = ids.accept_or_make(None);
         assert_ne!(a, b);
         assert_eq!(a.len(), 24);
+        assert!(a.as_bytes().iter().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()), "{a:?}");
+        assert_eq!(&a.as_bytes()[..16], format!("{:016x}", ids.prefix).as_bytes());
+        assert_eq!(&b.as_bytes()[16..], b"00000001", "the counter, after the first id");
         let given = HeaderValue::from_static("abc-123");
         assert_eq!(ids.accept_or_make(Some(&given)), given);
         let evil = HeaderValue::from_static("a\"b<script>");

@@ -47,7 +47,8 @@ impl Snapshot {
             config.origins.iter().map(|(name, o)| (name.clone(), Arc::new(OriginPool::new(o, metrics)))).collect();
         metrics.health.retain(|name| config.origins.contains_key(name));
         let targets: Vec<(String, RouteTarget)> = config.routes.iter().map(|r| (r.name.clone(), target(&config, r))).collect();
-        let context = ContextBuilder::new(&config.access);
+        let device_read = config.log.access || config.routes.iter().any(|r| r.policy.as_ref().is_some_and(|p| p.compiled.reads.client));
+        let context = ContextBuilder::new(&config.access).with_device(device_read);
         let authenticators: HashMap<String, Arc<Authenticator>> =
             config.auth.iter().map(|(name, a)| (name.clone(), Arc::new(Authenticator::new(a)))).collect();
         let limiters: HashMap<String, Arc<RateLimiter>> =

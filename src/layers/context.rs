@@ -20,6 +20,9 @@ pub struct ContextBuilder {
     trusted: Vec<Cidr>,
     sessions: Vec<SessionSource>,
     geoip: Option<Arc<maxminddb::Reader<Vec<u8>>>>,
+    /// Whether anything reads the device class (the access log, or a policy that reads
+    /// `input.client`): the User-Agent is only classified then.
+    device: bool,
 }
 
 impl ContextBuilder {
@@ -29,7 +32,14 @@ impl ContextBuilder {
             trusted: settings.trusted_proxies.clone(),
             sessions: settings.session_from.clone(),
             geoip: settings.geoip.as_ref().map(|g| g.reader.clone()),
+            device: true,
         }
+    }
+
+    /// Skips the User-Agent classification when nothing will read it.
+    pub fn with_device(mut self, needed: bool) -> Self {
+        self.device = needed;
+        self
     }
 
     /// The context of one request.
@@ -42,7 +52,9 @@ impl ContextBuilder {
         };
         let mut ctx = RequestContext::new(client_ip);
         ctx.session_id = self.sessions.iter().find_map(|s| session_id(s, head)).map(str::to_owned);
-        ctx.device = head.headers.get(USER_AGENT).map(|ua| device::classify(&String::from_utf8_lossy(ua.as_bytes())));
+        if self.device {
+            ctx.device = head.headers.get(USER_AGENT).map(|ua| device::classify(&String::from_utf8_lossy(ua.as_bytes())));
+        }
         if let Some(db) = &self.geoip {
             (ctx.country, ctx.region) = geo(db, client_ip);
         }
