@@ -14,6 +14,7 @@ pub mod edge;
 pub mod error;
 pub mod jobs;
 pub mod layers;
+pub mod params;
 pub mod proxy;
 pub mod routing;
 pub mod snapshot;

@@ -160,12 +160,7 @@ fn endpoint(app: &App, req: Request<Incoming>, request_id: &str) -> Response<Bod
 /// whose public path starts with `prefix` (default: all of the route's).
 fn purge(app: &App, query: Option<&str>) -> Result<usize, ProxyError> {
     let param = |name: &str| {
-        query.and_then(|q| {
-            q.split('&').find_map(|kv| {
-                let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
-                (k == name).then(|| percent_encoding::percent_decode_str(v).decode_utf8_lossy().into_owned())
-            })
-        })
+        query.and_then(|q| crate::params::query(q, name)).map(|v| percent_encoding::percent_decode_str(v).decode_utf8_lossy().into_owned())
     };
     let Some(route) = param("route").filter(|r| !r.is_empty()) else {
         return Err(ProxyError::BadRequest("the route query parameter is required: /cache/purge?route=NAME&prefix=/path/".into()));

@@ -6,7 +6,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use http::header::{COOKIE, USER_AGENT};
+use http::header::USER_AGENT;
 
 use super::{device, forwarded, Head, RequestContext};
 use crate::config::access::{AccessSettings, Cidr, SessionSource};
@@ -65,33 +65,11 @@ impl ContextBuilder {
 fn session_id<'a>(source: &SessionSource, head: &Head<'a>) -> Option<&'a str> {
     let v = match source {
         SessionSource::Header(name) => head.headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim),
-        SessionSource::Query(name) => head.uri.query().and_then(|q| query_value(q, name)),
-        SessionSource::Cookie(name) => {
-            head.headers.get_all(COOKIE).iter().filter_map(|v| v.to_str().ok()).find_map(|c| cookie_value(c, name))
-        }
+        SessionSource::Query(name) => head.uri.query().and_then(|q| crate::params::query(q, name)),
+        SessionSource::Cookie(name) => crate::params::cookie(head.headers, name),
     }?;
     let ok = !v.is_empty() && v.len() <= MAX_SESSION_ID && v.bytes().all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\');
     ok.then_some(v)
-}
-
-/// A query parameter's raw value (session ids are tokens: no decoding needed, and an
-/// encoded one fails the printable check rather than smuggling bytes into logs).
-fn query_value<'a>(query: &'a str, name: &str) -> Option<&'a str> {
-    query.split('&').find_map(|pair| {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        (k == name).then_some(v)
-    })
-}
-
-/// A cookie's value from one `Cookie` header (`a=1; b=2`), quotes removed.
-pub fn cookie_value<'a>(header: &'a str, name: &str) -> Option<&'a str> {
-    header.split(';').find_map(|pair| {
-        let (k, v) = pair.split_once('=')?;
-        (k.trim() == name).then(|| {
-            let v = v.trim();
-            v.strip_prefix('"').and_then(|q| q.strip_suffix('"')).unwrap_or(v)
-        })
-    })
 }
 
 /// The parts of a GeoIP2 / GeoLite2 Country or City record we read.

@@ -29,12 +29,7 @@ fn now_secs() -> u64 {
 pub fn verify_token(route: &Route, path: &str, query: Option<&str>, headers: &http::HeaderMap) -> Result<(), ProxyError> {
     let Some(t) = route.tokenize.as_ref().filter(|t| t.verify) else { return Ok(()) };
     let from_query = query.and_then(|q| query::find(q, &t.param));
-    let from_cookie = || {
-        headers.get_all(header::COOKIE).iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(';')).find_map(|c| {
-            let (k, v) = c.trim().split_once('=')?;
-            (k == t.param).then(|| v.to_owned())
-        })
-    };
+    let from_cookie = || crate::params::cookie(headers, &t.param).map(str::to_owned);
     let Some(value) = from_query.or_else(from_cookie) else {
         return Err(ProxyError::Forbidden(format!("a signed-URL token ({}) is required", t.param)));
     };

@@ -25,10 +25,7 @@ pub struct Prepared {
 
 /// The raw (percent-decoded) value of a query parameter.
 pub fn find(query: &str, name: &str) -> Option<String> {
-    query.split('&').find_map(|kv| {
-        let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
-        (k == name).then(|| percent_decode_str(v).decode_utf8_lossy().into_owned())
-    })
+    crate::params::query(query, name).map(|v| percent_decode_str(v).decode_utf8_lossy().into_owned())
 }
 
 fn num<T: std::str::FromStr>(key: &str, v: &str) -> Result<T, ProxyError> {

@@ -4,7 +4,7 @@
 
 use std::borrow::Cow;
 
-use http::header::{AUTHORIZATION, COOKIE};
+use http::header::AUTHORIZATION;
 use percent_encoding::percent_decode_str;
 
 use crate::config::auth::TokenSource;
@@ -21,8 +21,8 @@ pub fn find<'a>(head: &Head<'a>, sources: &[TokenSource], max: usize) -> Result<
         let raw = match source {
             TokenSource::Header => bearer(head),
             TokenSource::NamedHeader(name) => head.headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim),
-            TokenSource::Query(name) => query(head, name),
-            TokenSource::Cookie(name) => cookie(head, name),
+            TokenSource::Query(name) => head.uri.query().and_then(|q| crate::params::query(q, name)),
+            TokenSource::Cookie(name) => crate::params::cookie(head.headers, name),
         };
         let Some(raw) = raw.filter(|t| !t.is_empty()) else { continue };
         if raw.len() > max {
@@ -41,21 +41,6 @@ fn bearer<'a>(head: &Head<'a>) -> Option<&'a str> {
     let v = head.headers.get(AUTHORIZATION)?.to_str().ok()?.trim();
     let (scheme, rest) = v.split_once(' ')?;
     scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
-}
-
-/// The raw (still percent-encoded) value of query parameter `name`.
-fn query<'a>(head: &Head<'a>, name: &str) -> Option<&'a str> {
-    head.uri.query()?.split('&').find_map(|pair| pair.strip_prefix(name)?.strip_prefix('='))
-}
-
-/// The value of cookie `name` (quotes removed), from any `Cookie` header.
-fn cookie<'a>(head: &Head<'a>, name: &str) -> Option<&'a str> {
-    head.headers.get_all(COOKIE).iter().filter_map(|v| v.to_str().ok()).find_map(|line| {
-        line.split(';').find_map(|c| {
-            let v = c.trim().strip_prefix(name)?.strip_prefix('=')?;
-            Some(v.strip_prefix('"').and_then(|v| v.strip_suffix('"')).unwrap_or(v))
-        })
-    })
 }
 
 #[cfg(test)]

@@ -46,7 +46,10 @@ pub fn of<'a>(source: &KeySource, head: &Head<'a>, ctx: &'a RequestContext) -> B
         KeySource::Ip => None,
         KeySource::Claim(name) => ctx.claims.as_deref().and_then(|c| c.get(name)).and_then(claim_bytes).map(|v| (b'c', v)),
         KeySource::Header(name) => head.headers.get(name).map(|v| (b'h', Cow::Borrowed(v.as_bytes()))),
-        KeySource::Query(name) => head.uri.query().and_then(|q| query_value(q, name)).map(|v| (b'q', v)),
+        // Percent-decoded, so `a%62c` and `abc` share a budget.
+        KeySource::Query(name) => {
+            head.uri.query().and_then(|q| crate::params::query(q, name)).map(|v| (b'q', Cow::from(percent_decode_str(v))))
+        }
     };
     match value {
         Some((kind, value)) if !value.is_empty() => BudgetKey::Value { kind, value },
@@ -62,15 +65,6 @@ fn claim_bytes<'a>(v: &'a serde_json::Value) -> Option<Cow<'a, [u8]>> {
         serde_json::Value::String(s) => Some(Cow::Borrowed(s.as_bytes())),
         other => Some(Cow::Owned(other.to_string().into_bytes())),
     }
-}
-
-/// The first value of a query parameter, percent-decoded (so `a%62c` and `abc` share a
-/// budget).
-fn query_value<'a>(query: &'a str, name: &str) -> Option<Cow<'a, [u8]>> {
-    query.split('&').find_map(|pair| {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        (k == name).then(|| percent_decode_str(v).into())
-    })
 }
 
 #[cfg(test)]
