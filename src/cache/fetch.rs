@@ -284,23 +284,15 @@ async fn fetch(job: &FetchJob) -> (Outcome, bool) {
     let (parts, body) = up.response.into_parts();
     let limit = route.manifest.max_bytes.0;
     let timeout = job.blocking_wait.map_or(route.origin.response_timeout, |w| w.max(route.origin.response_timeout));
-    let announced = parts.headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
-    if announced.is_some_and(|len| len > limit) {
-        return (Outcome::Error(ProxyError::ManifestTooLarge(limit)), false);
-    }
     let ct = parts.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
     let format = detect(ct, &job.upstream_path);
     let generic = by_content_type(ct).is_none();
-    if let (Some(_), Some(enc)) = (format, parts.headers.get(header::CONTENT_ENCODING).filter(|v| v.as_bytes() != b"identity")) {
-        if parts.status == StatusCode::OK {
-            let msg = format!(
-                "the origin sent the manifest with Content-Encoding {:?}, which cannot be rewritten",
-                String::from_utf8_lossy(enc.as_bytes())
-            );
-            return (Outcome::Error(ProxyError::ManifestInvalid(msg)), false);
+    if format.is_some() && parts.status == StatusCode::OK {
+        if let Err(e) = stream::refuse_encoded(&parts.headers) {
+            return (Outcome::Error(e), false);
         }
     }
-    let bytes = match stream::read_limited(body, limit, announced.unwrap_or(0), timeout).await {
+    let bytes = match stream::read_manifest(&parts.headers, body, limit, timeout).await {
         Ok(b) => b,
         Err(e) => return (Outcome::Error(e), false),
     };

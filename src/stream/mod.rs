@@ -95,19 +95,9 @@ pub async fn respond(ctx: &ManifestContext<'_>, resp: Response<Body>) -> Result<
         return Ok(resp);
     }
     let generic = by_content_type(ct).is_none();
-    if let Some(enc) = resp.headers().get(header::CONTENT_ENCODING).filter(|v| v.as_bytes() != b"identity") {
-        return Err(ProxyError::ManifestInvalid(format!(
-            "the origin sent the manifest with Content-Encoding {:?}, which cannot be rewritten",
-            String::from_utf8_lossy(enc.as_bytes())
-        )));
-    }
-    let limit = ctx.route.manifest.max_bytes.0;
-    let announced = resp.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
-    if announced.is_some_and(|len| len > limit) {
-        return Err(ProxyError::ManifestTooLarge(limit));
-    }
+    refuse_encoded(resp.headers())?;
     let (mut parts, body) = resp.into_parts();
-    let bytes = read_limited(body, limit, announced.unwrap_or(0), ctx.read_timeout).await?;
+    let bytes = read_manifest(&parts.headers, body, ctx.route.manifest.max_bytes.0, ctx.read_timeout).await?;
     if generic && !sniff(format, &bytes) {
         // A generic type and a manifest extension, but not a manifest: send it as it came.
         return Ok(Response::from_parts(parts, full(bytes)));
@@ -134,8 +124,29 @@ pub fn content_type(format: Format) -> &'static str {
     }
 }
 
+/// A manifest that came compressed cannot be rewritten (`502 manifest_invalid`).
+pub fn refuse_encoded(headers: &http::HeaderMap) -> Result<(), ProxyError> {
+    match headers.get(header::CONTENT_ENCODING).filter(|v| v.as_bytes() != b"identity") {
+        Some(enc) => Err(ProxyError::ManifestInvalid(format!(
+            "the origin sent the manifest with Content-Encoding {:?}, which cannot be rewritten",
+            String::from_utf8_lossy(enc.as_bytes())
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// Reads a whole manifest body: `502 manifest_too_large` past `limit` (by its
+/// `Content-Length`, or while reading), `504` past `timeout`.
+pub async fn read_manifest(headers: &http::HeaderMap, body: Body, limit: u64, timeout: Duration) -> Result<Bytes, ProxyError> {
+    let announced = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    if announced.is_some_and(|len| len > limit) {
+        return Err(ProxyError::ManifestTooLarge(limit));
+    }
+    read_limited(body, limit, announced.unwrap_or(0), timeout).await
+}
+
 /// Reads a whole body, refusing more than `limit` bytes or taking longer than `timeout`.
-pub async fn read_limited(mut body: Body, limit: u64, announced: u64, timeout: Duration) -> Result<Bytes, ProxyError> {
+async fn read_limited(mut body: Body, limit: u64, announced: u64, timeout: Duration) -> Result<Bytes, ProxyError> {
     let read = async move {
         let mut buf = bytes::BytesMut::with_capacity(announced.min(limit) as usize);
         let mut single: Option<Bytes> = None;
