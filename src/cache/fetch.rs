@@ -14,7 +14,7 @@ use http_body_util::Empty;
 use streamgate_manifest::detect::{by_content_type, detect, sniff};
 use streamgate_manifest::liveness;
 
-use super::freshness::{client_cache_control, Freshness, State};
+use super::freshness::{with_max_age, Freshness, State};
 use super::{Buffered, Entry, Flight, Found, Key, ManifestCache, Outcome};
 use crate::body::{full, Body};
 use crate::error::ProxyError;
@@ -368,7 +368,7 @@ fn render(r: &CachedRequest<'_>, key: &Key, e: &Arc<Entry>, status: CacheStatus,
         h.remove(name);
     }
     h.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
-    h.insert(header::CACHE_CONTROL, client_cache_control(&e.headers, left));
+    h.insert(header::CACHE_CONTROL, with_max_age(&e.cache_control, left));
     h.insert(header::AGE, HeaderValue::from(e.age(Instant::now()).as_secs()));
     h.insert(X_CACHE, HeaderValue::from_static(status.as_str()));
     if e.generic {

@@ -114,6 +114,12 @@ fn origin_cap(headers: &HeaderMap) -> Option<Option<Duration>> {
 /// is left of the freshness (0 when served stale) and `s-maxage` dropped (a CDN in front
 /// gets the same bound).
 pub fn client_cache_control(origin: &HeaderMap, left: Duration) -> HeaderValue {
+    with_max_age(&kept_directives(origin), left)
+}
+
+/// The origin's `Cache-Control` directives a client keeps (all but `max-age` and
+/// `s-maxage`), each followed by `", "`: worked out once per cached manifest.
+pub fn kept_directives(origin: &HeaderMap) -> String {
     let mut out = String::new();
     for v in origin.get_all(CACHE_CONTROL) {
         let Ok(v) = v.to_str() else { continue };
@@ -126,8 +132,15 @@ pub fn client_cache_control(origin: &HeaderMap, left: Duration) -> HeaderValue {
             out.push_str(", ");
         }
     }
-    out.push_str("max-age=");
-    out.push_str(&left.as_secs().to_string());
+    out
+}
+
+/// `kept` (from [`kept_directives`]) plus `max-age` of what is left, per response.
+pub fn with_max_age(kept: &str, left: Duration) -> HeaderValue {
+    use std::fmt::Write as _;
+    let mut out = String::with_capacity(kept.len() + 20);
+    out.push_str(kept);
+    let _ = write!(out, "max-age={}", left.as_secs());
     HeaderValue::from_str(&out).unwrap_or_else(|_| HeaderValue::from_static("max-age=0"))
 }
 

@@ -65,6 +65,9 @@ pub struct Entry {
     pub stored: Instant,
     /// How long it is fresh, and the stale windows after that.
     pub freshness: Freshness,
+    /// The origin's `Cache-Control` directives clients keep (see
+    /// [`freshness::kept_directives`]).
+    pub cache_control: String,
     memo: Mutex<Option<Memo>>,
     referenced: AtomicBool,
     size: AtomicU64,
@@ -91,6 +94,7 @@ impl Entry {
         freshness: Freshness,
     ) -> Self {
         let header_bytes: usize = headers.iter().map(|(k, v)| k.as_str().len() + v.len() + 32).sum();
+        let cache_control = freshness::kept_directives(&headers);
         let size = ENTRY_OVERHEAD + (body.len() + header_bytes + origin_url.len() + upstream.len() + public_path.len()) as u64;
         Self {
             format,
@@ -102,6 +106,7 @@ impl Entry {
             public_path,
             stored: Instant::now(),
             freshness,
+            cache_control,
             memo: Mutex::new(None),
             referenced: AtomicBool::new(false),
             size: AtomicU64::new(size),
