@@ -84,7 +84,8 @@ where
     headers.insert(crate::app::X_REQUEST_ID, request_id.clone());
     let ends_with =
         |ext: &str| upstream_path.len() >= ext.len() && upstream_path[upstream_path.len() - ext.len()..].eq_ignore_ascii_case(ext);
-    if manifests && (ends_with(".m3u8") || ends_with(".mpd")) {
+    let manifest_path = manifests && (ends_with(".m3u8") || ends_with(".mpd"));
+    if manifest_path {
         // Manifests are rewritten whole: they must arrive uncompressed and complete (a
         // player's Range request gets the whole rewritten manifest with 200), and the
         // client's validators describe our output, not the origin's.
@@ -107,6 +108,7 @@ where
         body: body.map_err(Into::into).boxed_unsync(),
         body_empty,
         response_timeout,
+        whole: manifest_path.then_some(route.manifest.max_bytes.0),
     };
     route.origin.send(out).await.map(|up| (up, upstream_path))
 }

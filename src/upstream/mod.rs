@@ -5,6 +5,7 @@
 
 pub mod balance;
 pub mod file;
+pub mod h1;
 pub mod health;
 mod http_client;
 pub mod tunnel;
@@ -37,8 +38,15 @@ struct HttpTarget {
 }
 
 enum Targets {
-    Http { targets: Vec<HttpTarget>, client: Box<HttpClient> },
-    File { roots: Vec<PathBuf> },
+    /// `h1`: one pool per url for responses read whole, on direct origins (see [`h1`]).
+    Http {
+        targets: Vec<HttpTarget>,
+        client: Box<HttpClient>,
+        h1: Option<Vec<h1::H1Pool>>,
+    },
+    File {
+        roots: Vec<PathBuf>,
+    },
 }
 
 /// A named origin: its urls, balancer, client and counters.
@@ -93,6 +101,22 @@ pub struct Outbound {
     /// A longer wait for the response head than the origin's `response_timeout` (blocking
     /// Low-Latency HLS playlist reloads).
     pub response_timeout: Option<Duration>,
+    /// Set when the response will be read whole (a manifest): its size limit. A bodiless
+    /// `GET`/`HEAD` to a direct origin then goes through [`h1`] and the response arrives
+    /// with its body read (within the response timeout, again, after the head), or fails
+    /// with `manifest_too_large` past the limit.
+    pub whole: Option<u64>,
+}
+
+/// How one attempt on one url ended.
+enum Attempt {
+    Response(Response<Body>, bool),
+    /// Before a response head: the problem, and whether another url may be tried.
+    Failed(ProxyError, Failure),
+    /// No response head within the limit.
+    TimedOut,
+    /// After the head (a body read whole): not retried.
+    Final(ProxyError),
 }
 
 impl OriginPool {
@@ -103,7 +127,7 @@ impl OriginPool {
                 roots: o.urls.iter().filter_map(|u| if let OriginUrl::File { root } = u { Some(root.clone()) } else { None }).collect(),
             }
         } else {
-            let targets = o
+            let targets: Vec<HttpTarget> = o
                 .urls
                 .iter()
                 .filter_map(|u| match u {
@@ -116,7 +140,8 @@ impl OriginPool {
                     OriginUrl::File { .. } => None,
                 })
                 .collect();
-            Targets::Http { targets, client: Box::new(http_client::build(o.connect_timeout, o.proxy.as_ref())) }
+            let h1 = o.proxy.is_none().then(|| targets.iter().map(|_| h1::H1Pool::new(o.connect_timeout)).collect());
+            Targets::Http { targets, client: Box::new(http_client::build(o.connect_timeout, o.proxy.as_ref())), h1 }
         };
         let (urls, generation) = match &targets {
             Targets::Http { targets, .. } => {
@@ -195,7 +220,7 @@ impl OriginPool {
     /// timeout; a 2xx status passes. The body is read (up to 64 KiB) so that the
     /// connection goes back to the pool.
     pub async fn probe(&self, i: usize) -> Result<(), health::CheckError> {
-        let (Targets::Http { targets, client }, Some(hs)) = (&self.targets, &self.health) else { return Ok(()) };
+        let (Targets::Http { targets, client, .. }, Some(hs)) = (&self.targets, &self.health) else { return Ok(()) };
         let Some(t) = targets.get(i) else { return Ok(()) };
         let uri = build_uri(t, &hs.path).map_err(health::CheckError::Request)?;
         let mut req = Request::new(crate::body::empty());
@@ -246,38 +271,42 @@ impl OriginPool {
                 let response = file::serve(root, &out.method, path, &out.headers).await?;
                 Ok(Upstream { response, url: format!("file://{}", root.display()), streamed: false })
             }
-            Targets::Http { targets, client } => {
+            Targets::Http { targets, client, h1 } => {
                 let idempotent = matches!(out.method, Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE) && out.body_empty;
                 let attempts = if idempotent { 1 + self.retries as usize } else { 1 };
                 let deadline = Instant::now() + deadline_len;
                 let mut order = self.balancer.order(path, self.usable());
-                let Outbound { method, path_and_query, mut headers, body, .. } = out;
+                let Outbound { method, path_and_query, mut headers, body, whole, .. } = out;
+                let whole = whole.filter(|_| out.body_empty && matches!(method, Method::GET | Method::HEAD));
                 let mut body = Some(body);
                 let mut last_err = ProxyError::UpstreamUnavailable(format!("origin {} has no urls", self.name));
                 for attempt in 0..attempts {
                     let Some(i) = order.next() else { break };
                     let Some(t) = targets.get(i) else { break };
-                    let b = match body.take() {
-                        Some(b) => b,
-                        None => crate::body::empty(),
-                    };
                     let more = attempt + 1 < attempts;
-                    // Keep a copy only while another attempt may need it.
-                    let mut h = if more { headers.clone() } else { std::mem::take(&mut headers) };
-                    h.insert(header::HOST, t.host.clone());
-                    let uri = build_uri(t, &path_and_query)?;
-                    let mut req = Request::new(b);
-                    *req.method_mut() = method.clone();
-                    *req.uri_mut() = uri;
-                    *req.headers_mut() = h;
                     // Every attempt ends by the response timeout and by the deadline of
                     // all attempts together.
                     let left = deadline.saturating_duration_since(Instant::now());
                     let limit = response_timeout.min(left);
                     self.stats.requests.fetch_add(1, Relaxed);
-                    match tokio::time::timeout(limit, client.request(req)).await {
-                        Ok(Ok(resp)) => {
-                            let status = resp.status();
+                    let pool = h1.as_ref().and_then(|p| p.get(i));
+                    let outcome = match (whole, pool) {
+                        (Some(max), Some(pool)) => {
+                            Self::attempt_whole(pool, t, &method, &path_and_query, &headers, limit, response_timeout, max).await
+                        }
+                        _ => {
+                            let b = match body.take() {
+                                Some(b) => b,
+                                None => crate::body::empty(),
+                            };
+                            // Keep a copy only while another attempt may need it.
+                            let h = if more { headers.clone() } else { std::mem::take(&mut headers) };
+                            Self::attempt_hyper(client, t, &method, &path_and_query, h, b, limit).await
+                        }
+                    };
+                    match outcome {
+                        Attempt::Response(response, streamed) => {
+                            let status = response.status();
                             if status == StatusCode::BAD_GATEWAY || status == StatusCode::SERVICE_UNAVAILABLE {
                                 self.record_failure(i);
                                 if more && Instant::now() < deadline {
@@ -289,11 +318,10 @@ impl OriginPool {
                             } else {
                                 self.record_success(i);
                             }
-                            let response = resp.map(|b| b.map_err(Into::into).boxed_unsync());
-                            return Ok(Upstream { response, url: t.display.clone(), streamed: true });
+                            return Ok(Upstream { response, url: t.display.clone(), streamed });
                         }
-                        Ok(Err(e)) => {
-                            let (err, failure) = classify(&e, &t.display);
+                        Attempt::Final(e) => return Err(e),
+                        Attempt::Failed(err, failure) => {
                             match failure {
                                 Failure::Connect => self.stats.connect_errors.fetch_add(1, Relaxed),
                                 Failure::Reset | Failure::Other => self.stats.protocol_errors.fetch_add(1, Relaxed),
@@ -312,7 +340,7 @@ impl OriginPool {
                             }
                             counter.fetch_add(1, Relaxed);
                         }
-                        Err(_) => {
+                        Attempt::TimedOut => {
                             self.stats.timeouts.fetch_add(1, Relaxed);
                             self.record_failure(i);
                             let detail = if limit < response_timeout {
@@ -326,6 +354,72 @@ impl OriginPool {
                     }
                 }
                 Err(last_err)
+            }
+        }
+    }
+
+    /// One attempt through the hyper client: the response streams.
+    async fn attempt_hyper(
+        client: &HttpClient,
+        t: &HttpTarget,
+        method: &Method,
+        path_and_query: &str,
+        mut headers: HeaderMap,
+        body: Body,
+        limit: Duration,
+    ) -> Attempt {
+        headers.insert(header::HOST, t.host.clone());
+        let uri = match build_uri(t, path_and_query) {
+            Ok(u) => u,
+            Err(e) => return Attempt::Final(e),
+        };
+        let mut req = Request::new(body);
+        *req.method_mut() = method.clone();
+        *req.uri_mut() = uri;
+        *req.headers_mut() = headers;
+        match tokio::time::timeout(limit, client.request(req)).await {
+            Ok(Ok(resp)) => Attempt::Response(resp.map(|b| b.map_err(Into::into).boxed_unsync()), true),
+            Ok(Err(e)) => {
+                let (err, failure) = classify(&e, &t.display);
+                Attempt::Failed(err, failure)
+            }
+            Err(_) => Attempt::TimedOut,
+        }
+    }
+
+    /// One attempt through [`h1`]: the head within `limit`, then the whole body (at most
+    /// `max` bytes) within `body_timeout`.
+    #[allow(clippy::too_many_arguments)]
+    async fn attempt_whole(
+        pool: &h1::H1Pool,
+        t: &HttpTarget,
+        method: &Method,
+        path_and_query: &str,
+        headers: &HeaderMap,
+        limit: Duration,
+        body_timeout: Duration,
+        max: u64,
+    ) -> Attempt {
+        let Some(head) = h1::request_head(method, &t.base_path, path_and_query, &t.host, headers) else {
+            return Attempt::Final(ProxyError::BadRequest("cannot build upstream url: invalid request target".into()));
+        };
+        let pending = match tokio::time::timeout(limit, pool.send(t.authority.as_str(), &t.display, &head, method)).await {
+            Ok(Ok(p)) => p,
+            Ok(Err(h1::H1Error::Head(err, failure))) => return Attempt::Failed(err, failure),
+            Ok(Err(h1::H1Error::Body(err))) => return Attempt::Final(err),
+            Err(_) => return Attempt::TimedOut,
+        };
+        match tokio::time::timeout(body_timeout, pool.finish(pending, max)).await {
+            Ok(Ok(w)) => {
+                let mut response = Response::new(crate::body::full(w.body));
+                *response.status_mut() = w.status;
+                *response.version_mut() = w.version;
+                *response.headers_mut() = w.headers;
+                Attempt::Response(response, false)
+            }
+            Ok(Err(h1::H1Error::Body(err) | h1::H1Error::Head(err, _))) => Attempt::Final(err),
+            Err(_) => {
+                Attempt::Final(ProxyError::UpstreamTimeout(format!("the origin did not send the whole manifest within {body_timeout:?}")))
             }
         }
     }
