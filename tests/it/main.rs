@@ -11,6 +11,7 @@ mod demo;
 mod file_origin;
 mod health;
 mod listeners;
+mod manifest_fetch;
 mod manifests;
 mod proxying;
 mod rate_limit;
