@@ -114,11 +114,12 @@ impl H1Pool {
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
         // The oldest connection sits at the bottom: close it once it has expired, so a
         // busy pool does not keep connections the origin has long given up on.
-        if idle.first().is_some_and(|(_, since)| since.elapsed() >= IDLE_TIMEOUT) {
+        let now = Instant::now();
+        if idle.first().is_some_and(|(_, since)| now.duration_since(*since) >= IDLE_TIMEOUT) {
             idle.remove(0);
         }
         if idle.len() < MAX_IDLE {
-            idle.push((stream, Instant::now()));
+            idle.push((stream, now));
         }
     }
 
@@ -356,9 +357,10 @@ enum Parsed {
 /// Parses one response head at the start of `buf` and removes it from there. `None`
 /// when more bytes are needed.
 fn parse_head(buf: &mut BytesMut, method: &Method, url: &str) -> Result<Option<Parsed>, Attempt> {
-    let mut fields = [httparse::EMPTY_HEADER; MAX_FIELDS];
-    let mut resp = httparse::Response::new(&mut fields);
-    let len = match resp.parse(buf) {
+    // Uninitialised field slots: a 100-slot array costs nothing until a field lands in it.
+    let mut fields = [const { std::mem::MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_FIELDS];
+    let mut resp = httparse::Response::new(&mut []);
+    let len = match httparse::ParserConfig::default().parse_response_with_uninit_headers(&mut resp, buf, &mut fields) {
         Ok(httparse::Status::Complete(len)) => len,
         Ok(httparse::Status::Partial) => return Ok(None),
         Err(e) => return Err(invalid(url, &e.to_string())),
@@ -373,24 +375,20 @@ fn parse_head(buf: &mut BytesMut, method: &Method, url: &str) -> Result<Option<P
         let _ = buf.split_to(len);
         return Ok(Some(Parsed::Interim));
     }
-    // Field values are slices of the head's buffer, not copies: positions first, then
-    // the head is split off and frozen.
+    // Field values are slices of the head's buffer, not copies: names and value positions
+    // first, then the head is split off and frozen.
     let base = buf.as_ptr() as usize;
-    let mut spans: [(usize, usize, usize); MAX_FIELDS] = [(0, 0, 0); MAX_FIELDS];
-    let count = resp.headers.len();
-    let mut names: [Option<HeaderName>; MAX_FIELDS] = [const { None }; MAX_FIELDS];
-    for (i, f) in resp.headers.iter().enumerate() {
-        names[i] = Some(HeaderName::from_bytes(f.name.as_bytes()).map_err(|_| invalid(url, "invalid field name"))?);
+    let mut fields: Vec<(HeaderName, usize, usize)> = Vec::with_capacity(resp.headers.len());
+    for f in resp.headers.iter() {
+        let name = HeaderName::from_bytes(f.name.as_bytes()).map_err(|_| invalid(url, "invalid field name"))?;
         let start = f.value.as_ptr() as usize - base;
-        spans[i] = (i, start, start + f.value.len());
+        fields.push((name, start, start + f.value.len()));
     }
     let head = buf.split_to(len).freeze();
-    let mut headers = HeaderMap::with_capacity(count);
-    for (i, start, end) in spans.iter().take(count).copied() {
+    let mut headers = HeaderMap::with_capacity(fields.len());
+    for (name, start, end) in fields {
         let value = HeaderValue::from_maybe_shared(head.slice(start..end)).map_err(|_| invalid(url, "invalid field value"))?;
-        if let Some(name) = names[i].take() {
-            headers.append(name, value);
-        }
+        headers.append(name, value);
     }
     let mut reusable = version == Version::HTTP_11 && !has_token(&headers, &header::CONNECTION, "close");
     let framing = if *method == Method::HEAD || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED {

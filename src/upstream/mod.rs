@@ -286,7 +286,7 @@ impl OriginPool {
                     let more = attempt + 1 < attempts;
                     // Every attempt ends by the response timeout and by the deadline of
                     // all attempts together.
-                    let left = deadline.saturating_duration_since(Instant::now());
+                    let left = if attempt == 0 { deadline_len } else { deadline.saturating_duration_since(Instant::now()) };
                     let limit = response_timeout.min(left);
                     self.stats.requests.fetch_add(1, Relaxed);
                     let pool = h1.as_ref().and_then(|p| p.get(i));
