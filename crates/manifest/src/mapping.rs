@@ -244,8 +244,14 @@ pub fn is_simple_relative(r: &str) -> bool {
     if r.is_empty() || r.starts_with('/') || r.starts_with('?') || r.starts_with('#') || url::has_scheme(r) {
         return false;
     }
-    let path = strip_qf(r);
-    !path.split('/').any(|seg| seg == "." || seg == "..")
+    // No "." or ".." segment: every '.' that starts a segment is followed by more than
+    // one more '.'-or-end of that segment.
+    let b = strip_qf(r).as_bytes();
+    !memchr::memchr_iter(b'.', b).any(|i| {
+        let starts_segment = i == 0 || b[i - 1] == b'/';
+        let rest = &b[i + 1..];
+        starts_segment && (rest.is_empty() || rest[0] == b'/' || (rest[0] == b'.' && (rest.len() == 1 || rest[1] == b'/')))
+    })
 }
 
 /// Appends an encoded `k=v&…` to a URL, before its fragment.
@@ -382,5 +388,24 @@ mod tests {
         let mut u = String::from("/a/b.ts");
         append_query(&mut u, "tok=2");
         assert_eq!(u, "/a/b.ts?tok=2");
+    }
+
+    #[test]
+    fn simple_relative_references() {
+        for yes in ["seg1.ts", "v/seg.m4s", "$RepresentationID$/seg-$Time$.m4s", ".hidden/a", "a/..b/c", "a/b..", "x?q=/../"] {
+            assert!(is_simple_relative(yes), "{yes}");
+        }
+        for no in ["../a.ts", "./a.ts", "a/./b", "a/..", "a/.", ".", "..", "/abs", "?q", "#f", "http://h/a", ""] {
+            assert!(!is_simple_relative(no), "{no}");
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn simple_relative_matches_the_segment_definition(r in "[a./?#]{0,12}") {
+            let reference = !(r.is_empty() || r.starts_with('/') || r.starts_with('?') || r.starts_with('#') || url::has_scheme(&r))
+                && !strip_qf(&r).split('/').any(|seg| seg == "." || seg == "..");
+            proptest::prop_assert_eq!(is_simple_relative(&r), reference);
+        }
     }
 }

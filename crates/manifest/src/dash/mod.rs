@@ -68,9 +68,11 @@ struct SetInfo {
 
 struct State<'p> {
     plan: &'p Plan<'p>,
+    /// The document (after any byte order mark), for bases still to be worked out.
+    text: &'p str,
     out: Vec<u8>,
     /// Bases pushed by BaseURL children of containers: (container depth, base).
-    bases: Vec<(usize, Base)>,
+    bases: Vec<(usize, Slot)>,
     doc_base: Base,
     /// Declared namespace prefixes: (depth, prefix).
     prefixes: Vec<(usize, Vec<u8>)>,
@@ -94,14 +96,48 @@ struct TimelineFinders {
     pi: memchr::memmem::Finder<'static>,
 }
 
+/// A container's base. Most BaseURLs (one per Representation, say) have nothing below
+/// them that is resolved against them, so their base pair (two resolutions and a
+/// mapping) is worked out only when something asks for it.
+enum Slot {
+    Ready(Base),
+    /// The BaseURL element's content: a span of `State::text`.
+    Pending(usize, usize),
+}
+
 impl State<'_> {
-    fn base(&self) -> &Base {
-        self.bases.last().map_or(&self.doc_base, |(_, b)| b)
+    /// The innermost base, worked out (with the pending ones above it) if need be.
+    fn base(&mut self) -> &Base {
+        for i in 0..self.bases.len() {
+            if let Slot::Pending(start, end) = self.bases[i].1 {
+                let (done, _) = self.bases.split_at(i);
+                let parent = match done.last() {
+                    Some((_, Slot::Ready(b))) => b,
+                    _ => &self.doc_base,
+                };
+                let raw = self.text.get(start..end).unwrap_or("");
+                let value = quick_xml::escape::unescape(raw).unwrap_or(Cow::Borrowed(raw));
+                let trimmed = value.trim();
+                let new = decide_into(self.plan.mapper, parent, trimmed, self.plan.extra_query, &mut self.mapped);
+                let origin = url::resolve(&parent.origin, trimmed);
+                let public = url::resolve(&parent.public, if new { &self.mapped } else { trimmed });
+                let b = Base::new_with(self.plan.mapper, origin, public, &mut self.scratch);
+                self.bases[i].1 = Slot::Ready(b);
+            }
+        }
+        match self.bases.last() {
+            Some((_, Slot::Ready(b))) => b,
+            _ => &self.doc_base,
+        }
     }
 
     /// Decides the new text of `value` into `self.mapped`; false when it stays.
     fn map(&mut self, value: &str) -> bool {
-        let base = self.bases.last().map_or(&self.doc_base, |(_, b)| b);
+        self.base();
+        let base = match self.bases.last() {
+            Some((_, Slot::Ready(b))) => b,
+            _ => &self.doc_base,
+        };
         decide_into(self.plan.mapper, base, value, self.plan.extra_query, &mut self.mapped)
     }
 }
@@ -138,6 +174,7 @@ pub fn rewrite(whole: &[u8], plan: &Plan<'_>) -> Result<Vec<u8>, ManifestError> 
     let doc_base = Base::new(plan.mapper, plan.origin_url.to_owned(), plan.public_path.to_owned());
     let mut st = State {
         plan,
+        text,
         out: Vec::with_capacity(if identity { 0 } else { whole.len() + whole.len() / 8 }),
         bases: Vec::new(),
         doc_base,
@@ -351,7 +388,13 @@ fn skip_element(st: &mut State<'_>, input: &[u8], from: usize, name: &[u8]) -> O
     let f = st.timeline.as_ref()?;
     let rel = f.close.find(&input[from..])?;
     let body = &input[from..from + rel];
-    if f.comment_or_cdata.find(body).is_some() || f.pi.find(body).is_some() || f.open.find(body).is_some() {
+    // Comments, CDATA, processing instructions and DTD pieces start with "<!" or "<?";
+    // a nested start tag of the same name has a 'g' ("SegmentTimeline"). <S> elements
+    // have none of these characters, so one pass rules all three out; anything else goes
+    // event by event.
+    if memchr::memchr3(b'!', b'?', b'g', body).is_some()
+        && (f.comment_or_cdata.find(body).is_some() || f.pi.find(body).is_some() || f.open.find(body).is_some())
+    {
         return None;
     }
     let mut i = from + rel + f.close.needle().len();
@@ -400,26 +443,17 @@ fn pop_scopes(st: &mut State<'_>, depth: usize) {
 /// XML requires whitespace between attributes (`a="1"b="2"` is not well-formed; some
 /// lenient parsers accept it, quick-xml's attribute iterator among them).
 fn attrs_spaced(raw: &[u8]) -> bool {
-    let mut quote: Option<u8> = None;
-    let mut just_closed = false;
-    for &c in raw {
-        match quote {
-            Some(q) if c == q => {
-                quote = None;
-                just_closed = true;
-                continue;
-            }
-            Some(_) => {}
-            None => {
-                if just_closed && !(c.is_ascii_whitespace() || c == b'/' || c == b'>') {
-                    return false;
-                }
-                if c == b'"' || c == b'\'' {
-                    quote = Some(c);
-                }
-            }
+    // From quote to quote: after each closing quote comes whitespace, '/' or '>'. An
+    // unterminated value is the reader's to refuse.
+    let mut i = 0;
+    while let Some(q) = memchr::memchr2(b'"', b'\'', &raw[i..]) {
+        let open = i + q;
+        let Some(len) = memchr::memchr(raw[open], &raw[open + 1..]) else { return true };
+        let after = open + 1 + len + 1;
+        if raw.get(after).is_some_and(|&c| !(c.is_ascii_whitespace() || c == b'/' || c == b'>')) {
+            return false;
         }
-        just_closed = false;
+        i = after;
     }
     true
 }
@@ -517,11 +551,7 @@ fn finish_text_site(st: &mut State<'_>, text: &str, site: &TextSite, end: usize)
         // The first BaseURL of a container becomes the base of everything below it.
         let container = site.depth - 1;
         if st.bases.last().is_none_or(|(d, _)| *d != container) {
-            let parent = st.base();
-            let origin = url::resolve(&parent.origin, trimmed);
-            let public = url::resolve(&parent.public, if new { &st.mapped } else { trimmed });
-            let b = Base::new_with(st.plan.mapper, origin, public, &mut st.scratch);
-            st.bases.push((container, b));
+            st.bases.push((container, Slot::Pending(site.start, end)));
         }
     }
     if new {

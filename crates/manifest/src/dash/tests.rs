@@ -149,3 +149,77 @@ fn segment_timelines_with_and_without_markup_inside() {
         assert_eq!(out, doc(inner).replace("http://origin.test/a/v/", "/vod/a/v/"), "{inner}");
     }
 }
+
+/// Bases of nested BaseURLs are worked out only when a reference below them needs one;
+/// then every pending level above is worked out in order.
+#[test]
+fn nested_relative_bases_resolve_through_every_level() {
+    let mpd = "<MPD xmlns=\"urn:mpeg:dash:schema:mpd:2011\"><BaseURL>http://origin.test/a/</BaseURL><Period><BaseURL>p1/</BaseURL>\
+        <AdaptationSet><BaseURL>video/</BaseURL><Representation id=\"r\" bandwidth=\"1\"><BaseURL>hd/</BaseURL>\
+        <SegmentList><Initialization sourceURL=\"init.mp4\"/><SegmentURL media=\"../sd/s1.m4s\"/></SegmentList></Representation>\
+        <Representation id=\"q\" bandwidth=\"2\"><BaseURL>http://foreign.example/x/</BaseURL></Representation>\
+        <Representation id=\"z\" bandwidth=\"3\"><SegmentBase><Initialization sourceURL=\"z.mp4\"/></SegmentBase></Representation>\
+        </AdaptationSet></Period></MPD>";
+    let out = run(Mode::Proxy, mpd, "tok=1", None).unwrap_or_default();
+    assert!(out.contains("<Initialization sourceURL=\"/vod/a/p1/video/hd/init.mp4?tok=1\"/>"), "{out}");
+    assert!(out.contains("<SegmentURL media=\"/vod/a/p1/video/sd/s1.m4s?tok=1\"/>"), "{out}");
+    assert!(out.contains("<BaseURL>http://foreign.example/x/</BaseURL>"), "{out}");
+    // After a Representation's own base is gone, its sibling resolves against the set's.
+    assert!(out.contains("<Initialization sourceURL=\"/vod/a/p1/video/z.mp4?tok=1\"/>"), "{out}");
+    assert!(out.contains("<BaseURL>/vod/a/p1/?tok=1</BaseURL>"), "{out}");
+    assert!(out.contains("<BaseURL>/vod/a/p1/video/hd/?tok=1</BaseURL>"), "{out}");
+}
+
+#[test]
+fn attributes_must_be_separated_by_whitespace() {
+    use super::attrs_spaced;
+    for ok in [
+        &b"<Period id=\"1\" start='PT0S'>"[..],
+        b"<Period id=\"1\"/>",
+        b"<Period id=\"1\"\tstart=\"x\" >",
+        b"<Period id=\"a'b\" x='c\"d'>",
+        b"<Period id=\"unterminated>",
+        b"<Period>",
+    ] {
+        assert!(attrs_spaced(ok), "{}", String::from_utf8_lossy(ok));
+    }
+    for bad in [&b"<Period id=\"1\"start=\"2\">"[..], b"<Period a='1'b='2'/>", b"<Period id=\"a'b\"x='c'>"] {
+        assert!(!attrs_spaced(bad), "{}", String::from_utf8_lossy(bad));
+    }
+    let e = run(Mode::Proxy, "<MPD xmlns=\"urn:mpeg:dash:schema:mpd:2011\"><Period id=\"1\"start=\"PT0S\"/></MPD>", "", None);
+    assert!(matches!(e, Err(ManifestError::Dash { ref reason, .. }) if reason.contains("separated by whitespace")), "{e:?}");
+}
+
+/// The byte-at-a-time definition: outside quotes, a closing quote is followed by
+/// whitespace, '/' or '>'.
+fn attrs_spaced_reference(raw: &[u8]) -> bool {
+    let mut quote: Option<u8> = None;
+    let mut just_closed = false;
+    for &c in raw {
+        match quote {
+            Some(q) if c == q => {
+                quote = None;
+                just_closed = true;
+                continue;
+            }
+            Some(_) => {}
+            None => {
+                if just_closed && !(c.is_ascii_whitespace() || c == b'/' || c == b'>') {
+                    return false;
+                }
+                if c == b'"' || c == b'\'' {
+                    quote = Some(c);
+                }
+            }
+        }
+        just_closed = false;
+    }
+    true
+}
+
+proptest::proptest! {
+    #[test]
+    fn attrs_spaced_agrees_with_its_definition(raw in proptest::collection::vec(proptest::sample::select(b"ab= \t\"'/>".to_vec()), 0..40)) {
+        proptest::prop_assert_eq!(super::attrs_spaced(&raw), attrs_spaced_reference(&raw));
+    }
+}
