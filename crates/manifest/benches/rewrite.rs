@@ -162,6 +162,14 @@ fn benches(c: &mut Criterion) {
         let p = plan(m, hls_path, hls_origin);
         g.bench_function(name, |b| b.iter(|| transform(Format::Hls, black_box(&vod), black_box(&p))));
     }
+    // The 1 KB live playlist of the proxy benchmark: per-call costs, not throughput.
+    let live = media_playlist("live", 10, 184320, false).into_bytes();
+    let live_plan = plan(&cdn, "/hls/live.m3u8", "http://127.0.0.1:18080/hls/live.m3u8");
+    let out = transform(Format::Hls, &live, &live_plan).unwrap();
+    assert!(out == std::str::from_utf8(&live).unwrap().replace(HOST, CDN).as_bytes(), "live cdn rewrite is not the sub_filter result");
+    g.throughput(Throughput::Bytes(live.len() as u64));
+    g.bench_function("hls_rewrite_cdn_live_1k", |b| b.iter(|| transform(Format::Hls, black_box(&live), black_box(&live_plan))));
+    g.throughput(Throughput::Bytes(vod.len() as u64));
     g.bench_function("hls_m3u8rs_parse_serialize", |b| {
         b.iter(|| {
             let pl = m3u8_rs::parse_playlist_res(black_box(&vod)).unwrap();
