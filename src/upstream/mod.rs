@@ -1,5 +1,5 @@
-//! Upstream dispatch: origin pools (HTTP over a pooled keep-alive hyper client, or a
-//! local directory), url selection over the healthy urls, timeouts, and retries of
+//! Upstream dispatch: origin pools (HTTP over a pooled keep-alive hyper client, with
+//! manifests read whole by [`h1`] on direct origins; or a local directory), url selection over the healthy urls, timeouts, and retries of
 //! idempotent requests (connect failure, reset before the head, 502/503) within
 //! `retries` and `retry_deadline`. See docs/health-and-failover.md.
 
@@ -111,7 +111,8 @@ pub struct Outbound {
 /// How one attempt on one url ended.
 enum Attempt {
     Response(Response<Body>, bool),
-    /// Before a response head: the problem, and whether another url may be tried.
+    /// Before a response head: the problem, and what kind of failure (which decides
+    /// whether another url may be tried).
     Failed(ProxyError, Failure),
     /// No response head within the limit.
     TimedOut,
