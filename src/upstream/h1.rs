@@ -141,8 +141,7 @@ impl H1Pool {
             }
             Ok(Ok(s)) => s,
         };
-        let _ = stream.set_nodelay(true);
-        let _ = socket2::SockRef::from(&stream).set_tcp_keepalive(&socket2::TcpKeepalive::new().with_time(Duration::from_secs(60)));
+        let _ = super::tune_socket(&stream);
         Ok(stream)
     }
 

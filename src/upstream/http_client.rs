@@ -25,7 +25,7 @@ pub fn build(connect_timeout: Duration, proxy: Option<&UpstreamProxy>) -> HttpCl
             let mut conn = HttpConnector::new();
             conn.set_connect_timeout(Some(connect_timeout));
             conn.set_nodelay(true);
-            conn.set_keepalive(Some(Duration::from_secs(60)));
+            conn.set_keepalive(Some(super::TCP_KEEPALIVE));
             OriginConnector::direct(conn)
         }
         Some(p) => OriginConnector::tunnel(p, connect_timeout),

@@ -426,6 +426,18 @@ impl OriginPool {
     }
 }
 
+/// Idle time before TCP keep-alive probes on upstream connections.
+pub(crate) const TCP_KEEPALIVE: Duration = Duration::from_secs(60);
+
+/// Options of every upstream connection streamgate opens itself (the manifest client's,
+/// and tunnels to upstream proxies), the same as hyper's connector sets for direct
+/// origins: no Nagle delay, and keep-alive probes after [`TCP_KEEPALIVE`] idle, so a
+/// peer that vanished without a FIN is noticed on pooled connections.
+pub(crate) fn tune_socket(stream: &tokio::net::TcpStream) -> std::io::Result<()> {
+    stream.set_nodelay(true)?;
+    socket2::SockRef::from(stream).set_tcp_keepalive(&socket2::TcpKeepalive::new().with_time(TCP_KEEPALIVE))
+}
+
 fn build_uri(t: &HttpTarget, path_and_query: &str) -> Result<Uri, ProxyError> {
     let mut pq = String::with_capacity(t.base_path.len() + path_and_query.len());
     pq.push_str(&t.base_path);
@@ -436,4 +448,19 @@ fn build_uri(t: &HttpTarget, path_and_query: &str) -> Result<Uri, ProxyError> {
         .path_and_query(pq)
         .build()
         .map_err(|e| ProxyError::BadRequest(format!("cannot build upstream url: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    #[tokio::test]
+    async fn upstream_sockets_get_nodelay_and_keepalive() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let stream = tokio::net::TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
+        let sock = socket2::SockRef::from(&stream);
+        assert!(!sock.keepalive().unwrap());
+        super::tune_socket(&stream).unwrap();
+        assert!(stream.nodelay().unwrap());
+        assert!(sock.keepalive().unwrap());
+        assert_eq!(sock.tcp_keepalive_time().unwrap(), super::TCP_KEEPALIVE);
+    }
 }

@@ -148,7 +148,7 @@ impl Tunnel {
         let host = dst.host().filter(|h| !h.is_empty()).ok_or(TunnelErrorKind::TargetName)?;
         let port = dst.port_u16().unwrap_or(80);
         let mut stream = TcpStream::connect(self.addr.as_str()).await.map_err(TunnelErrorKind::Connect)?;
-        stream.set_nodelay(true).map_err(TunnelErrorKind::Io)?;
+        super::tune_socket(&stream).map_err(TunnelErrorKind::Io)?;
         match self.kind {
             ProxyKind::Socks5 => self.socks5(&mut stream, host, port).await?,
             ProxyKind::HttpConnect => self.http_connect(&mut stream, host, port).await?,
