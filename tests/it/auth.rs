@@ -212,6 +212,49 @@ jwks_refresh = "1h"
     assert_eq!(bearer(&url, &t2).await.status, 200);
 }
 
+/// An IdP that is broken when streamgate starts (its JWKS does not parse): every token is
+/// refused, and once the IdP is fixed the next tokens load the keys within seconds, not
+/// after a whole `jwks_refresh` (an hour here). The retries stay bounded meanwhile.
+#[tokio::test]
+async fn jwks_unavailable_at_start_is_picked_up_by_later_tokens() {
+    let k1 = pem("es256.key.pem");
+    let idp = TestIdp::start("{not a jwks".into()).await;
+    let origin = TestOrigin::start("o").await;
+    let proxy = Proxy::start(&format!(
+        r#"
+[origins.o]
+urls = ["http://{origin}"]
+[routes.r]
+prefix = "/"
+origin = "o"
+auth = "idp"
+[auth.idp]
+type = "jwt"
+algorithms = ["ES256"]
+jwks_url = "{url}"
+jwks_refresh = "1h"
+"#,
+        origin = origin.addr,
+        url = idp.url("/jwks"),
+    ))
+    .await;
+    let t1 = sign(Algorithm::ES256, &es256("es256.key.pem"), Some("k1"), &claims(json!({})));
+    let url = proxy.url("/a");
+    let started = std::time::Instant::now();
+    // The start-up fetch (within its jitter) has been answered with the broken document.
+    let hits = &idp.jwks_hits;
+    assert!(eventually(Duration::from_secs(5), || async { hits.load(Ordering::SeqCst) >= 1 }).await, "no start-up fetch");
+    for _ in 0..20 {
+        assert_eq!(bearer(&url, &t1).await.status, 401);
+    }
+    idp.set_jwks(jwks_json(vec![jwk(&k1, Algorithm::ES256, "k1")]));
+    assert!(eventually(Duration::from_secs(10), || async { bearer(&url, &t1).await.status == 200 }).await, "keys never loaded");
+    // The start-up fetch, then at most one per 2 s while the key set was empty.
+    let hits = idp.jwks_hits.load(Ordering::SeqCst);
+    let bound = 2 + started.elapsed().as_secs() as usize / 2;
+    assert!(hits <= bound, "{hits} JWKS fetches in {:?}", started.elapsed());
+}
+
 #[tokio::test]
 async fn introspection_active_inactive_and_down() {
     let idp = TestIdp::start(jwks_json(vec![])).await;

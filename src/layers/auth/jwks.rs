@@ -1,6 +1,7 @@
 //! The JWKS of a jwt block: fetched by the `jwks_refresh` job every `jwks_refresh`, and
 //! on a token with an unknown `kid` at most once per `jwks_refresh` (so a flood of forged
-//! `kid`s cannot turn into a flood of fetches). Requests read the current key set without
+//! `kid`s cannot turn into a flood of fetches), or once per 2 s while no key set has
+//! loaded at all (an IdP that was down at start is picked up as soon as it answers). Requests read the current key set without
 //! locking (`ArcSwap`).
 //!
 //! Only signature keys of the configured public-key algorithms are taken: symmetric
@@ -28,6 +29,8 @@ use crate::config::auth::{algorithms_for, parse_algorithm, JwksSettings, KeyFami
 const MAX_JWKS_BYTES: usize = 1 << 20;
 /// Most keys taken from one JWKS.
 const MAX_KEYS: usize = 100;
+/// Shortest gap between token-triggered fetches while no key set has loaded yet.
+const EMPTY_RETRY: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// The JWKS state of one block.
 pub struct Jwks {
@@ -74,7 +77,12 @@ impl Jwks {
         if self.fingerprint.load(Relaxed) != before {
             return true;
         }
-        let recent = self.last_attempt.lock().ok().and_then(|t| *t).is_some_and(|t| t.elapsed() < self.settings.refresh);
+        // While no key set has loaded (the IdP was down or broken when streamgate started),
+        // every token is refused: a token may then bring the fetch forward every
+        // EMPTY_RETRY instead of once per `jwks_refresh`. Still one fetch at a time, and
+        // at most one per EMPTY_RETRY however many tokens come.
+        let gap = if self.keys.load().is_empty() { self.settings.refresh.min(EMPTY_RETRY) } else { self.settings.refresh };
+        let recent = self.last_attempt.lock().ok().and_then(|t| *t).is_some_and(|t| t.elapsed() < gap);
         if recent {
             return false;
         }
