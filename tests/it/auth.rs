@@ -255,6 +255,44 @@ jwks_refresh = "1h"
     assert!(hits <= bound, "{hits} JWKS fetches in {:?}", started.elapsed());
 }
 
+/// A player opening a stream sends several requests with one new token at once: they
+/// share one introspection call.
+#[tokio::test]
+async fn concurrent_first_uses_of_a_token_share_one_introspection() {
+    let idp = TestIdp::start(jwks_json(vec![])).await;
+    let origin = TestOrigin::start("o").await;
+    let proxy = Proxy::start(&format!(
+        r#"
+[origins.o]
+urls = ["http://{origin}"]
+[routes.i]
+prefix = "/"
+origin = "o"
+auth = "idp"
+[auth.idp]
+type = "introspection"
+endpoint = "{endpoint}"
+client_id = "sg"
+client_secret = "idp-secret"
+"#,
+        origin = origin.addr,
+        endpoint = idp.url("/introspect"),
+    ))
+    .await;
+    for (token, want) in [("slow-active-alice", 200), ("slow-nobody", 401)] {
+        let before = idp.introspect_hits.load(Ordering::SeqCst);
+        let url = proxy.url("/a");
+        let mut set = tokio::task::JoinSet::new();
+        for _ in 0..20 {
+            let (url, token) = (url.clone(), token.to_owned());
+            set.spawn(async move { bearer(&url, &token).await.status });
+        }
+        let statuses: Vec<_> = set.join_all().await;
+        assert!(statuses.iter().all(|s| *s == want), "{token}: {statuses:?}");
+        assert_eq!(idp.introspect_hits.load(Ordering::SeqCst) - before, 1, "{token}: one call for 20 concurrent requests");
+    }
+}
+
 #[tokio::test]
 async fn introspection_active_inactive_and_down() {
     let idp = TestIdp::start(jwks_json(vec![])).await;

@@ -114,6 +114,14 @@ async fn handle(req: Request<Incoming>, (jwks, jwks_hits, introspect_hits, last_
                 return reply(StatusCode::UNAUTHORIZED, "{\"error\":\"invalid_client\"}".into());
             }
             let token = form.split('&').find_map(|p| p.strip_prefix("token=")).unwrap_or("");
+            // "slow-...": an IdP that takes 300 ms to answer, so callers overlap.
+            let token = match token.strip_prefix("slow-") {
+                Some(t) => {
+                    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+                    t
+                }
+                None => token,
+            };
             let exp = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() + 600;
             match token.strip_prefix("active-") {
                 Some(sub) => reply(StatusCode::OK, format!("{{\"active\":true,\"sub\":\"{sub}\",\"exp\":{exp},\"scope\":\"video\"}}")),
