@@ -84,7 +84,9 @@ pub struct Served {
 /// that caches.
 pub fn cacheable(route: &Route, method: &Method, path: &str) -> bool {
     let ends = |ext: &str| path.len() >= ext.len() && path[path.len() - ext.len()..].eq_ignore_ascii_case(ext);
-    route.manifest.cache && *method == Method::GET && (ends(".m3u8") || ends(".mpd"))
+    // HEAD too: it is answered like the GET (the origin is asked with GET on a miss) and
+    // hyper sends the head without the body.
+    route.manifest.cache && (*method == Method::GET || *method == Method::HEAD) && (ends(".m3u8") || ends(".mpd"))
 }
 
 /// The query sent upstream for a cached manifest: the client's, without streamgate's own

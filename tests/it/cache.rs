@@ -70,6 +70,24 @@ async fn five_hundred_viewers_of_a_cold_live_playlist_cost_one_origin_request() 
     assert!(m.contains("streamgate_manifest_cache_misses_total 500\n") || m.contains("streamgate_manifest_cache_hits_total"), "{m}");
 }
 
+/// HEAD (CDN probes, players checking a playlist) is answered from the cache with the
+/// head the GET gets, including the rewritten length, and no body.
+#[tokio::test]
+async fn head_requests_are_answered_from_the_cache() {
+    let o = ManifestOrigin::start().await;
+    o.set("/vod/index.m3u8", Reply::hls(&vod()).header("cache-control", "public, max-age=3600"));
+    let p = proxy(&o, "vod_ttl = \"10m\"").await;
+    let head = send(Method::HEAD, &p.url("/vod/index.m3u8"), &[]).await;
+    assert_eq!((head.status.as_u16(), x_cache(&head), head.body.len()), (200, "miss", 0));
+    let got = get(&p.url("/vod/index.m3u8")).await;
+    assert_eq!(x_cache(&got), "hit", "the HEAD's fetch filled the cache");
+    assert_eq!(head.headers["content-length"], got.body.len().to_string().as_str(), "HEAD announces the rewritten length");
+    let again = send(Method::HEAD, &p.url("/vod/index.m3u8"), &[]).await;
+    assert_eq!((again.status.as_u16(), x_cache(&again), again.body.len()), (200, "hit", 0));
+    assert_eq!(again.headers["content-length"], head.headers["content-length"]);
+    assert_eq!(o.hits("/vod/index.m3u8"), 1);
+}
+
 #[tokio::test]
 async fn a_vod_playlist_requested_a_hundred_times_is_fetched_once() {
     let o = ManifestOrigin::start().await;
