@@ -337,21 +337,24 @@ async fn fetch(job: &FetchJob) -> (Outcome, bool) {
 fn render(r: &CachedRequest<'_>, key: &Key, e: &Arc<Entry>, status: CacheStatus, left: Duration) -> Result<Response<Body>, ProxyError> {
     let route = r.route;
     let identity = !stream::active(route, r.prepared);
-    let body = if identity {
-        e.body.clone()
+    // Entity tags: the origin's when its bytes are served; a hash of the shared rendering
+    // of a route's default plan; none for per-viewer renderings (tokens, filters, ...).
+    let (body, etag) = if identity {
+        (e.body.clone(), e.headers.get(header::ETAG).cloned())
     } else if route.tokenize.is_none() && r.prepared.filter.is_none() && r.prepared.propagate.is_empty() {
         match e.memo(route, r.public_path) {
-            Some(b) => b,
+            Some((b, tag)) => (b, Some(tag)),
             None => {
                 let out = Bytes::from(stream::transform_manifest(route, e.format, &e.origin_url, r.public_path, r.prepared, &e.body)?);
+                let tag = super::etag_of(&out);
                 if r.public_path == e.public_path {
-                    r.cache.set_memo(key, e, route, out.clone());
+                    r.cache.set_memo(key, e, route, out.clone(), tag.clone());
                 }
-                out
+                (out, Some(tag))
             }
         }
     } else {
-        Bytes::from(stream::transform_manifest(route, e.format, &e.origin_url, r.public_path, r.prepared, &e.body)?)
+        (Bytes::from(stream::transform_manifest(route, e.format, &e.origin_url, r.public_path, r.prepared, &e.body)?), None)
     };
     let mut h = e.headers.clone();
     if !identity {
@@ -376,7 +379,28 @@ fn render(r: &CachedRequest<'_>, key: &Key, e: &Arc<Entry>, status: CacheStatus,
     if e.generic {
         h.insert(header::CONTENT_TYPE, HeaderValue::from_static(stream::content_type(e.format)));
     }
+    if let Some(tag) = &etag {
+        h.insert(header::ETAG, tag.clone());
+        if if_none_match(&r.head.headers, tag) {
+            // RFC 9110 §13.2.2: the client's copy is current.
+            h.remove(header::CONTENT_LENGTH);
+            let mut resp = Response::new(crate::body::empty());
+            *resp.status_mut() = StatusCode::NOT_MODIFIED;
+            *resp.headers_mut() = h;
+            return Ok(resp);
+        }
+    }
     let mut resp = Response::new(full(body));
     *resp.headers_mut() = h;
     Ok(resp)
+}
+
+/// Whether `If-None-Match` names `tag` (weak comparison, RFC 9110 §8.8.3.2) or is `*`.
+fn if_none_match(headers: &http::HeaderMap, tag: &HeaderValue) -> bool {
+    let opaque = |t: &[u8]| -> Vec<u8> { t.strip_prefix(b"W/").unwrap_or(t).to_vec() };
+    let ours = opaque(tag.as_bytes());
+    headers
+        .get_all(header::IF_NONE_MATCH)
+        .iter()
+        .any(|v| v.as_bytes().split(|&b| b == b',').map(<[u8]>::trim_ascii).any(|t| t == b"*" || opaque(t) == ours))
 }

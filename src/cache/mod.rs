@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::{HeaderMap, StatusCode};
+use http::{HeaderMap, HeaderValue, StatusCode};
 use streamgate_manifest::Format;
 use tokio::sync::watch;
 
@@ -78,6 +78,23 @@ pub struct Entry {
 struct Memo {
     route: Weak<Route>,
     body: Bytes,
+    etag: HeaderValue,
+}
+
+/// A strong entity tag for a rendering: a hash of its bytes (the same bytes give the same
+/// tag in every streamgate process of one version, so replicas agree).
+pub fn etag_of(body: &[u8]) -> HeaderValue {
+    use std::hash::{DefaultHasher, Hasher};
+    let mut h = DefaultHasher::new();
+    h.write(body);
+    let mut tag = String::with_capacity(22);
+    tag.push_str("\"sg-");
+    let v = h.finish();
+    for i in (0..16).rev() {
+        tag.push(char::from(b"0123456789abcdef"[((v >> (i * 4)) & 0xf) as usize]));
+    }
+    tag.push('"');
+    HeaderValue::from_str(&tag).unwrap_or_else(|_| HeaderValue::from_static("\"sg\""))
 }
 
 impl Entry {
@@ -123,19 +140,21 @@ impl Entry {
         self.size.load(Relaxed)
     }
 
-    /// The memoized default rendering for `route` under `public_path`, if there is one.
-    pub fn memo(&self, route: &Arc<Route>, public_path: &str) -> Option<Bytes> {
+    /// The memoized default rendering for `route` under `public_path` and its entity
+    /// tag, if there is one.
+    pub fn memo(&self, route: &Arc<Route>, public_path: &str) -> Option<(Bytes, HeaderValue)> {
         if public_path != self.public_path {
             return None;
         }
         let m = lock(&self.memo);
-        m.as_ref().filter(|m| std::ptr::eq(m.route.as_ptr(), Arc::as_ptr(route))).map(|m| m.body.clone())
+        m.as_ref().filter(|m| std::ptr::eq(m.route.as_ptr(), Arc::as_ptr(route))).map(|m| (m.body.clone(), m.etag.clone()))
     }
 
     /// Sets the default rendering of an entry not stored yet.
     pub fn with_memo(self, route: &Arc<Route>, body: Bytes) -> Self {
         self.size.fetch_add(body.len() as u64, Relaxed);
-        *lock(&self.memo) = Some(Memo { route: Arc::downgrade(route), body });
+        let etag = etag_of(&body);
+        *lock(&self.memo) = Some(Memo { route: Arc::downgrade(route), body, etag });
         self
     }
 }
@@ -308,12 +327,12 @@ impl ManifestCache {
     }
 
     /// Stores the default rendering of `entry` for `route` and counts its bytes.
-    pub fn set_memo(&self, key: &Key, entry: &Arc<Entry>, route: &Arc<Route>, body: Bytes) {
+    pub fn set_memo(&self, key: &Key, entry: &Arc<Entry>, route: &Arc<Route>, body: Bytes, etag: HeaderValue) {
         let added = body.len() as u64;
         let mut inner = lock(&self.inner);
         let stored = inner.entries.get(key).is_some_and(|e| Arc::ptr_eq(e, entry));
         let mut memo = lock(&entry.memo);
-        let old = memo.replace(Memo { route: Arc::downgrade(route), body }).map_or(0, |m| m.body.len() as u64);
+        let old = memo.replace(Memo { route: Arc::downgrade(route), body, etag }).map_or(0, |m| m.body.len() as u64);
         drop(memo);
         entry.size.fetch_add(added, Relaxed);
         entry.size.fetch_sub(old, Relaxed);

@@ -70,6 +70,40 @@ async fn five_hundred_viewers_of_a_cold_live_playlist_cost_one_origin_request() 
     assert!(m.contains("streamgate_manifest_cache_misses_total 500\n") || m.contains("streamgate_manifest_cache_hits_total"), "{m}");
 }
 
+/// The shared rendering of a cached manifest has its own strong entity tag, which changes
+/// with the content; a client (a CDN revalidating) that has the current one gets a 304
+/// without a body. Per-viewer renderings (here: propagated session ids) carry no tag.
+#[tokio::test]
+async fn cached_renderings_have_entity_tags_and_answer_if_none_match() {
+    let o = ManifestOrigin::start().await;
+    o.set("/live/e.m3u8", Reply::hls(&live(1)).header("etag", "\"origin-1\""));
+    let p = proxy(&o, "propagate_query = [\"sid\"]").await;
+    let url = p.url("/live/e.m3u8");
+    let first = get(&url).await;
+    let tag = first.headers.get("etag").expect("an entity tag").to_str().unwrap().to_owned();
+    assert!(tag.starts_with("\"sg-") && tag != "\"origin-1\"", "{tag}");
+    assert_eq!(get(&url).await.headers["etag"], tag.as_str(), "same bytes, same tag");
+
+    let r = send(Method::GET, &url, &[("if-none-match", &format!("\"other\", W/{tag}"))]).await;
+    assert_eq!((r.status.as_u16(), r.body.len()), (304, 0), "weak comparison matches");
+    assert_eq!(r.headers["etag"], tag.as_str());
+    assert!(r.headers.contains_key("cache-control") && !r.headers.contains_key("content-length"));
+    let r = send(Method::GET, &url, &[("if-none-match", "\"stale\"")]).await;
+    assert_eq!((r.status.as_u16(), r.body, r.headers["etag"].to_str().unwrap()), (200, first.body.clone(), tag.as_str()));
+
+    // New content, new tag; the old one no longer matches.
+    o.set("/live/e.m3u8", Reply::hls(&live(2)).header("etag", "\"origin-2\""));
+    let url2 = url.clone();
+    let t = tag.clone();
+    assert!(eventually(Duration::from_secs(10), || async { get(&url2).await.headers["etag"] != t.as_str() }).await, "tag never changed");
+    let r = send(Method::GET, &url, &[("if-none-match", &tag)]).await;
+    assert_eq!(r.status.as_u16(), 200);
+
+    let viewer = get(&format!("{url}?sid=abc")).await;
+    assert_eq!(viewer.status.as_u16(), 200);
+    assert!(!viewer.headers.contains_key("etag"), "per-viewer renderings carry no tag");
+}
+
 /// HEAD (CDN probes, players checking a playlist) is answered from the cache with the
 /// head the GET gets, including the rewritten length, and no body.
 #[tokio::test]
@@ -103,7 +137,7 @@ async fn a_vod_playlist_requested_a_hundred_times_is_fetched_once() {
         assert!(max_age(&r) <= 600, "never more than vod_ttl: {:?}", r.headers.get("cache-control"));
         assert!(r.headers.get("cache-control").unwrap().to_str().unwrap().starts_with("public, "), "origin directives kept");
         assert!(r.headers.contains_key("age"));
-        assert!(!r.headers.contains_key("etag"), "the rewritten body is not the origin's");
+        assert_ne!(r.headers.get("etag").map(|v| v.as_bytes()), Some(&b"\"v1\""[..]), "the rewritten body is not the origin's");
     }
     assert_eq!(o.hits("/vod/index.m3u8"), 1);
 }
