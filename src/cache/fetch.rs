@@ -346,11 +346,14 @@ fn render(r: &CachedRequest<'_>, key: &Key, e: &Arc<Entry>, status: CacheStatus,
             Some((b, tag)) => (b, Some(tag)),
             None => {
                 let out = Bytes::from(stream::transform_manifest(route, e.format, &e.origin_url, r.public_path, r.prepared, &e.body)?);
-                let tag = super::etag_of(&out);
+                // Tagged only when kept: the hash is paid once per rendering, not per request.
                 if r.public_path == e.public_path {
+                    let tag = super::etag_of(&out);
                     r.cache.set_memo(key, e, route, out.clone(), tag.clone());
+                    (out, Some(tag))
+                } else {
+                    (out, None)
                 }
-                (out, Some(tag))
             }
         }
     } else {
