@@ -384,7 +384,7 @@ fn render(r: &CachedRequest<'_>, key: &Key, e: &Arc<Entry>, status: CacheStatus,
     }
     if let Some(tag) = &etag {
         h.insert(header::ETAG, tag.clone());
-        if if_none_match(&r.head.headers, tag) {
+        if crate::proxy::headers::if_none_match(&r.head.headers, tag.as_bytes()) {
             // RFC 9110 §13.2.2: the client's copy is current.
             h.remove(header::CONTENT_LENGTH);
             let mut resp = Response::new(crate::body::empty());
@@ -396,14 +396,4 @@ fn render(r: &CachedRequest<'_>, key: &Key, e: &Arc<Entry>, status: CacheStatus,
     let mut resp = Response::new(full(body));
     *resp.headers_mut() = h;
     Ok(resp)
-}
-
-/// Whether `If-None-Match` names `tag` (weak comparison, RFC 9110 §8.8.3.2) or is `*`.
-fn if_none_match(headers: &http::HeaderMap, tag: &HeaderValue) -> bool {
-    let opaque = |t: &[u8]| -> Vec<u8> { t.strip_prefix(b"W/").unwrap_or(t).to_vec() };
-    let ours = opaque(tag.as_bytes());
-    headers
-        .get_all(header::IF_NONE_MATCH)
-        .iter()
-        .any(|v| v.as_bytes().split(|&b| b == b',').map(<[u8]>::trim_ascii).any(|t| t == b"*" || opaque(t) == ours))
 }

@@ -42,6 +42,20 @@ pub fn remove_hop_by_hop(h: &mut HeaderMap) {
     }
 }
 
+/// Whether the request's `If-None-Match` names `etag` (weak comparison, RFC 9110
+/// §8.8.3.2: a `W/` prefix on either side is ignored) or is `*`, across all its field
+/// lines.
+pub fn if_none_match(h: &HeaderMap, etag: &[u8]) -> bool {
+    fn opaque(t: &[u8]) -> &[u8] {
+        let t = t.trim_ascii();
+        t.strip_prefix(b"W/").unwrap_or(t)
+    }
+    let ours = opaque(etag);
+    h.get_all(http::header::IF_NONE_MATCH)
+        .iter()
+        .any(|v| v.as_bytes().split(|&b| b == b',').any(|t| t.trim_ascii() == b"*" || opaque(t) == ours))
+}
+
 fn via_value(version: Version) -> HeaderValue {
     HeaderValue::from_static(match version {
         Version::HTTP_09 => "0.9 streamgate",
@@ -119,6 +133,19 @@ mod tests {
         assert_eq!(h[VIA], "1.1 streamgate");
         assert_eq!(h[X_FORWARDED_FOR], "10.1.2.3");
         assert_eq!(h[X_FORWARDED_HOST], "video.example");
+    }
+
+    #[test]
+    fn if_none_match_compares_weakly_across_lines() {
+        let mut h = HeaderMap::new();
+        assert!(!if_none_match(&h, b"\"a\""));
+        h.append(http::header::IF_NONE_MATCH, HeaderValue::from_static("\"x\", W/\"y\""));
+        assert!(if_none_match(&h, b"\"y\"") && if_none_match(&h, b"W/\"x\""));
+        assert!(!if_none_match(&h, b"\"z\""));
+        h.append(http::header::IF_NONE_MATCH, HeaderValue::from_static(" \"z\" "));
+        assert!(if_none_match(&h, b"\"z\""), "second field line");
+        h.insert(http::header::IF_NONE_MATCH, HeaderValue::from_static("*"));
+        assert!(if_none_match(&h, b"\"anything\""));
     }
 
     #[test]

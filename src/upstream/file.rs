@@ -130,12 +130,6 @@ fn etag_for(len: u64, mtime: SystemTime) -> String {
     format!("\"{:x}-{:x}-{:x}\"", d.as_secs(), d.subsec_nanos(), len)
 }
 
-fn etag_matches(list: &str, etag: &str) -> bool {
-    let strip = |t: &str| t.trim().trim_start_matches("W/").to_owned();
-    let mine = strip(etag);
-    list.split(',').any(|t| t.trim() == "*" || strip(t) == mine)
-}
-
 /// Serves one request from a file root.
 pub async fn serve(root: &Path, method: &Method, raw_path: &str, headers: &HeaderMap) -> Result<Response<Body>, ProxyError> {
     if method != Method::GET && method != Method::HEAD {
@@ -163,9 +157,9 @@ pub async fn serve(root: &Path, method: &Method, raw_path: &str, headers: &Heade
         .header(header::ACCEPT_RANGES, "bytes");
 
     let get = |h: header::HeaderName| headers.get(h).and_then(|v| v.to_str().ok());
-    let not_modified = match (get(header::IF_NONE_MATCH), get(header::IF_MODIFIED_SINCE)) {
-        (Some(inm), _) => etag_matches(inm, &etag),
-        (None, Some(ims)) => match httpdate::parse_http_date(ims) {
+    let not_modified = match (headers.contains_key(header::IF_NONE_MATCH), get(header::IF_MODIFIED_SINCE)) {
+        (true, _) => crate::proxy::headers::if_none_match(headers, etag.as_bytes()),
+        (false, Some(ims)) => match httpdate::parse_http_date(ims) {
             Ok(t) => {
                 mtime.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
                     <= t.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
@@ -282,6 +276,12 @@ mod tests {
         assert_eq!(parse_range("bytes=0-1,5-6", 1000), RangeDecision::Full);
         assert_eq!(parse_range("items=0-1", 1000), RangeDecision::Full);
         assert_eq!(parse_range("bytes=+1-2", 1000), RangeDecision::Full);
+    }
+
+    fn etag_matches(list: &'static str, etag: &str) -> bool {
+        let mut h = HeaderMap::new();
+        h.insert(header::IF_NONE_MATCH, http::HeaderValue::from_static(list));
+        crate::proxy::headers::if_none_match(&h, etag.as_bytes())
     }
 
     #[test]
