@@ -87,14 +87,8 @@ pub fn etag_of(body: &[u8]) -> HeaderValue {
     use std::hash::{DefaultHasher, Hasher};
     let mut h = DefaultHasher::new();
     h.write(body);
-    let mut tag = String::with_capacity(22);
-    tag.push_str("\"sg-");
-    let v = h.finish();
-    for i in (0..16).rev() {
-        tag.push(char::from(b"0123456789abcdef"[((v >> (i * 4)) & 0xf) as usize]));
-    }
-    tag.push('"');
-    HeaderValue::from_str(&tag).unwrap_or_else(|_| HeaderValue::from_static("\"sg\""))
+    // Once per rendering, not per request: format! is fine here.
+    HeaderValue::from_str(&format!("\"sg-{:016x}\"", h.finish())).unwrap_or_else(|_| HeaderValue::from_static("\"sg\""))
 }
 
 impl Entry {
