@@ -80,13 +80,12 @@ pub struct Served {
     pub status: CacheStatus,
 }
 
-/// Whether a request can go through the cache: a GET for an `.m3u8`/`.mpd` path on a route
+/// Whether a request can go through the cache: a GET or HEAD for an `.m3u8`/`.mpd` path on a route
 /// that caches.
 pub fn cacheable(route: &Route, method: &Method, path: &str) -> bool {
-    let ends = |ext: &str| path.len() >= ext.len() && path[path.len() - ext.len()..].eq_ignore_ascii_case(ext);
     // HEAD too: it is answered like the GET (the origin is asked with GET on a miss) and
     // hyper sends the head without the body.
-    route.manifest.cache && (*method == Method::GET || *method == Method::HEAD) && (ends(".m3u8") || ends(".mpd"))
+    route.manifest.cache && (*method == Method::GET || *method == Method::HEAD) && stream::is_manifest_path(path)
 }
 
 /// The query sent upstream for a cached manifest: the client's, without streamgate's own

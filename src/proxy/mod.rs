@@ -82,9 +82,7 @@ where
     let mut headers = parts.headers;
     headers::to_upstream(&mut headers, parts.version, peer, host);
     headers.insert(crate::app::X_REQUEST_ID, request_id.clone());
-    let ends_with =
-        |ext: &str| upstream_path.len() >= ext.len() && upstream_path[upstream_path.len() - ext.len()..].eq_ignore_ascii_case(ext);
-    let manifest_path = manifests && (ends_with(".m3u8") || ends_with(".mpd"));
+    let manifest_path = manifests && crate::stream::is_manifest_path(&upstream_path);
     if manifest_path {
         // Manifests are rewritten whole: they must arrive uncompressed and complete (a
         // player's Range request gets the whole rewritten manifest with 200), and the

@@ -36,6 +36,15 @@ pub fn verify_token(route: &Route, path: &str, query: Option<&str>, headers: &ht
     token::verify(&t.key, &value, path, now_secs()).map(|_| ()).map_err(|e| ProxyError::Forbidden(format!("signed-URL token refused: {e}")))
 }
 
+/// Whether a path names a manifest by its extension (`.m3u8`, `.mpd`, any case): such
+/// requests go upstream asking for the whole, uncompressed manifest, and through the
+/// manifest cache. Compared as bytes, so any path is safe to ask about.
+pub fn is_manifest_path(path: &str) -> bool {
+    let p = path.as_bytes();
+    let ends = |ext: &[u8]| p.len() >= ext.len() && p[p.len() - ext.len()..].eq_ignore_ascii_case(ext);
+    ends(b".m3u8") || ends(b".mpd")
+}
+
 /// Whether responses on this route may need manifest processing at all.
 pub fn active(route: &Route, prepared: &Prepared) -> bool {
     route.mapper.mode() != Mode::None
@@ -226,5 +235,19 @@ fn token_acl(route: &Route, public_path: &str) -> String {
         format!("{base_path}/{below}*")
     } else {
         format!("{dir}*")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn manifest_paths_by_extension() {
+        for yes in ["/a/live.m3u8", "/A/X.M3U8", "/dash/x.mpd", "/é/x.Mpd"] {
+            assert!(super::is_manifest_path(yes), "{yes}");
+        }
+        // Multi-byte characters where the extension would start: no slicing panic.
+        for no in ["/a/seg.ts", "/m3u8", "/x.mpd/", "", "é€", "/aé€x"] {
+            assert!(!super::is_manifest_path(no), "{no}");
+        }
     }
 }
