@@ -46,6 +46,9 @@ const INITIAL_BUF: usize = 8 * 1024;
 /// Idle keep-alive connections to one url.
 pub struct H1Pool {
     idle: Mutex<Vec<(TcpStream, Instant)>>,
+    /// Where new connections go: the url's host (without IPv6 brackets) and port.
+    host: String,
+    port: u16,
     connect_timeout: Duration,
 }
 
@@ -95,9 +98,11 @@ enum Framing {
 }
 
 impl H1Pool {
-    /// An empty pool connecting within `connect_timeout`.
-    pub fn new(connect_timeout: Duration) -> Self {
-        Self { idle: Mutex::new(Vec::new()), connect_timeout }
+    /// An empty pool for the url at `authority` (port 80 when it names none), connecting
+    /// within `connect_timeout`.
+    pub fn new(authority: &http::uri::Authority, connect_timeout: Duration) -> Self {
+        let host = authority.host().trim_start_matches('[').trim_end_matches(']').to_owned();
+        Self { idle: Mutex::new(Vec::new()), host, port: authority.port_u16().unwrap_or(80), connect_timeout }
     }
 
     fn checkout(&self) -> Option<TcpStream> {
@@ -123,14 +128,8 @@ impl H1Pool {
         }
     }
 
-    async fn connect(&self, authority: &str, url: &str) -> Result<TcpStream, H1Error> {
-        let connect = async {
-            if authority.rsplit_once(':').is_some_and(|(_, port)| port.bytes().all(|b| b.is_ascii_digit())) && !authority.ends_with(']') {
-                TcpStream::connect(authority).await
-            } else {
-                TcpStream::connect((authority.trim_start_matches('[').trim_end_matches(']'), 80)).await
-            }
-        };
+    async fn connect(&self, url: &str) -> Result<TcpStream, H1Error> {
+        let connect = TcpStream::connect((self.host.as_str(), self.port));
         let stream = match tokio::time::timeout(self.connect_timeout, connect).await {
             Err(_) => {
                 return Err(H1Error::Head(ProxyError::UpstreamTimeout(format!("connecting to {url} timed out")), Failure::Connect));
@@ -148,7 +147,7 @@ impl H1Pool {
     /// Sends a bodiless request and reads the response head. `head` is the whole request
     /// head (see [`request_head`]). On a reused connection that turns out closed, the
     /// request goes once more on a new one.
-    pub async fn send(&self, authority: &str, url: &str, head: &[u8], method: &Method) -> Result<Pending, H1Error> {
+    pub async fn send(&self, url: &str, head: &[u8], method: &Method) -> Result<Pending, H1Error> {
         if let Some(stream) = self.checkout() {
             match exchange(stream, head, method, url).await {
                 Ok(p) => return Ok(p),
@@ -156,7 +155,7 @@ impl H1Pool {
                 Err(Attempt::Failed(e)) => return Err(e),
             }
         }
-        let stream = self.connect(authority, url).await?;
+        let stream = self.connect(url).await?;
         match exchange(stream, head, method, url).await {
             Ok(p) => Ok(p),
             Err(Attempt::Stale) => Err(H1Error::Head(

@@ -141,7 +141,7 @@ impl OriginPool {
                     OriginUrl::File { .. } => None,
                 })
                 .collect();
-            let h1 = o.proxy.is_none().then(|| targets.iter().map(|_| h1::H1Pool::new(o.connect_timeout)).collect());
+            let h1 = o.proxy.is_none().then(|| targets.iter().map(|t| h1::H1Pool::new(&t.authority, o.connect_timeout)).collect());
             Targets::Http { targets, client: Box::new(http_client::build(o.connect_timeout, o.proxy.as_ref())), h1 }
         };
         let (urls, generation) = match &targets {
@@ -404,7 +404,7 @@ impl OriginPool {
         let Some(head) = h1::request_head(method, &t.base_path, path_and_query, &t.host, headers) else {
             return Attempt::Final(ProxyError::BadRequest("cannot build upstream url: invalid request target".into()));
         };
-        let pending = match tokio::time::timeout(limit, pool.send(t.authority.as_str(), &t.display, &head, method)).await {
+        let pending = match tokio::time::timeout(limit, pool.send(&t.display, &head, method)).await {
             Ok(Ok(p)) => p,
             Ok(Err(h1::H1Error::Head(err, failure))) => return Attempt::Failed(err, failure),
             Ok(Err(h1::H1Error::Body(err))) => return Attempt::Final(err),

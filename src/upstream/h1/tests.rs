@@ -88,8 +88,8 @@ fn head(path: &str) -> Vec<u8> {
     request_head(&Method::GET, "", path, &HeaderValue::from_static("origin.test"), &h).unwrap()
 }
 
-async fn get(pool: &H1Pool, o: &Origin, path: &str, limit: u64) -> Result<Whole, H1Error> {
-    let p = pool.send(&o.addr, "http://origin.test", &head(path), &Method::GET).await?;
+async fn get(pool: &H1Pool, path: &str, limit: u64) -> Result<Whole, H1Error> {
+    let p = pool.send("http://origin.test", &head(path), &Method::GET).await?;
     pool.finish(p, limit).await
 }
 
@@ -100,20 +100,20 @@ fn ok(body: &str) -> Step {
     )
 }
 
-fn pool() -> H1Pool {
-    H1Pool::new(Duration::from_secs(2))
+fn pool_for(addr: &str) -> H1Pool {
+    H1Pool::new(&addr.parse().unwrap(), Duration::from_secs(2))
 }
 
 #[tokio::test]
 async fn content_length_bodies_reuse_one_connection() {
     let o = origin(vec![vec![ok("#EXTM3U\n"), ok("#EXTM3U\n#2\n"), ok("")]]).await;
-    let pool = pool();
-    let a = get(&pool, &o, "/a.m3u8", 1024).await.unwrap();
+    let pool = pool_for(&o.addr);
+    let a = get(&pool, "/a.m3u8", 1024).await.unwrap();
     assert_eq!(a.status, StatusCode::OK);
     assert_eq!(&a.body[..], b"#EXTM3U\n");
     assert_eq!(a.headers.get(header::CONTENT_TYPE).unwrap(), "application/vnd.apple.mpegurl");
-    assert_eq!(&get(&pool, &o, "/b.m3u8", 1024).await.unwrap().body[..], b"#EXTM3U\n#2\n");
-    assert!(get(&pool, &o, "/c.m3u8", 1024).await.unwrap().body.is_empty());
+    assert_eq!(&get(&pool, "/b.m3u8", 1024).await.unwrap().body[..], b"#EXTM3U\n#2\n");
+    assert!(get(&pool, "/c.m3u8", 1024).await.unwrap().body.is_empty());
     assert_eq!(o.accepted.load(Ordering::SeqCst), 1);
     let reqs = o.requests.lock().unwrap().clone();
     assert_eq!(reqs[0], "GET /a.m3u8 HTTP/1.1\r\nhost: origin.test\r\nx-request-id: abc");
@@ -125,10 +125,10 @@ async fn chunked_bodies_are_decoded_with_extensions_and_trailers() {
     let reply =
         b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n8;name=value\r\n#EXTM3U\n\r\n3\r\nabc\r\n0\r\nx-trailer: 1\r\n\r\n".to_vec();
     let o = origin(vec![vec![Reply(reply), ok("again")]]).await;
-    let pool = pool();
-    assert_eq!(&get(&pool, &o, "/a", 1024).await.unwrap().body[..], b"#EXTM3U\nabc");
+    let pool = pool_for(&o.addr);
+    assert_eq!(&get(&pool, "/a", 1024).await.unwrap().body[..], b"#EXTM3U\nabc");
     // The trailer was consumed exactly: the connection carries the next request.
-    assert_eq!(&get(&pool, &o, "/b", 1024).await.unwrap().body[..], b"again");
+    assert_eq!(&get(&pool, "/b", 1024).await.unwrap().body[..], b"again");
     assert_eq!(o.accepted.load(Ordering::SeqCst), 1);
 }
 
@@ -137,11 +137,11 @@ async fn connection_close_and_http_1_0_are_not_reused() {
     let close = b"HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: 2\r\n\r\nok".to_vec();
     let old = b"HTTP/1.0 200 OK\r\n\r\nuntil the end".to_vec();
     let o = origin(vec![vec![ReplyClose(close)], vec![ReplyClose(old)], vec![ok("third")]]).await;
-    let pool = pool();
-    assert_eq!(&get(&pool, &o, "/a", 1024).await.unwrap().body[..], b"ok");
-    let old = get(&pool, &o, "/b", 1024).await.unwrap();
+    let pool = pool_for(&o.addr);
+    assert_eq!(&get(&pool, "/a", 1024).await.unwrap().body[..], b"ok");
+    let old = get(&pool, "/b", 1024).await.unwrap();
     assert_eq!((old.version, &old.body[..]), (Version::HTTP_10, &b"until the end"[..]));
-    assert_eq!(&get(&pool, &o, "/c", 1024).await.unwrap().body[..], b"third");
+    assert_eq!(&get(&pool, "/c", 1024).await.unwrap().body[..], b"third");
     assert_eq!(o.accepted.load(Ordering::SeqCst), 3);
 }
 
@@ -157,8 +157,8 @@ async fn a_body_framed_by_the_close_is_read_to_the_end() {
         s.write_all(b"#EXT-X-ENDLIST\n").await.unwrap();
         // Dropping the socket ends the body.
     });
-    let pool = pool();
-    let p = pool.send(&addr, "http://origin.test", &head("/a"), &Method::GET).await.unwrap();
+    let pool = pool_for(&addr);
+    let p = pool.send("http://origin.test", &head("/a"), &Method::GET).await.unwrap();
     assert_eq!(&pool.finish(p, 1024).await.unwrap().body[..], b"#EXTM3U\n#EXT-X-ENDLIST\n");
     assert!(pool.checkout().is_none(), "a close-framed connection is never reused");
 }
@@ -169,7 +169,7 @@ async fn interim_responses_are_skipped() {
         b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nlink: </a>\r\n\r\nHTTP/1.1 200 OK\r\ncontent-length: 3\r\n\r\nyes"
             .to_vec();
     let o = origin(vec![vec![Reply(reply)]]).await;
-    let w = get(&pool(), &o, "/a", 1024).await.unwrap();
+    let w = get(&pool_for(&o.addr), "/a", 1024).await.unwrap();
     assert_eq!((w.status, &w.body[..]), (StatusCode::OK, &b"yes"[..]));
     assert!(w.headers.get("link").is_none());
 }
@@ -179,16 +179,16 @@ async fn a_connection_closed_while_idle_is_replaced_once() {
     // First connection answers once, then closes when asked again (as an origin whose
     // keep-alive timeout passed); the request goes again on a second connection.
     let o = origin(vec![vec![ok("one"), Close], vec![ok("two")]]).await;
-    let pool = pool();
-    assert_eq!(&get(&pool, &o, "/a", 1024).await.unwrap().body[..], b"one");
-    assert_eq!(&get(&pool, &o, "/b", 1024).await.unwrap().body[..], b"two");
+    let pool = pool_for(&o.addr);
+    assert_eq!(&get(&pool, "/a", 1024).await.unwrap().body[..], b"one");
+    assert_eq!(&get(&pool, "/b", 1024).await.unwrap().body[..], b"two");
     assert_eq!(o.accepted.load(Ordering::SeqCst), 2);
 }
 
 #[tokio::test]
 async fn a_new_connection_closed_before_the_head_is_a_reset() {
     let o = origin(vec![vec![Close]]).await;
-    match get(&pool(), &o, "/a", 1024).await {
+    match get(&pool_for(&o.addr), "/a", 1024).await {
         Err(H1Error::Head(ProxyError::UpstreamUnavailable(d), Failure::Reset)) => {
             assert!(d.contains("before a complete response head"), "{d}")
         }
@@ -201,8 +201,8 @@ async fn a_refused_connection_is_a_connect_failure() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap().to_string();
     drop(listener);
-    let pool = pool();
-    match pool.send(&addr, "http://gone.test", &head("/a"), &Method::GET).await {
+    let pool = pool_for(&addr);
+    match pool.send("http://gone.test", &head("/a"), &Method::GET).await {
         Err(H1Error::Head(ProxyError::UpstreamUnavailable(d), Failure::Connect)) => {
             assert!(d.starts_with("cannot connect to http://gone.test: "), "{d}")
         }
@@ -222,7 +222,7 @@ async fn malformed_heads_are_invalid_responses_not_retried() {
         b"HTTP/1.1 200 OK\r\nbad name: x\r\n\r\n",
     ] {
         let o = origin(vec![vec![ReplyClose(reply.to_vec())]]).await;
-        match get(&pool(), &o, "/a", 1024).await {
+        match get(&pool_for(&o.addr), "/a", 1024).await {
             Err(H1Error::Head(ProxyError::UpstreamUnavailable(d), Failure::Other)) => assert!(d.contains("invalid HTTP response"), "{d}"),
             other => panic!("{:?}: {:?}", String::from_utf8_lossy(reply), other.map(|w| w.status)),
         }
@@ -236,7 +236,7 @@ async fn an_endless_head_is_refused() {
         reply.extend_from_slice(b"x-filler: 0123456789012345678901234567890123456789\r\n");
     }
     let o = origin(vec![vec![ReplyClose(reply)]]).await;
-    assert!(matches!(get(&pool(), &o, "/a", 1024).await, Err(H1Error::Head(_, Failure::Other))));
+    assert!(matches!(get(&pool_for(&o.addr), "/a", 1024).await, Err(H1Error::Head(_, Failure::Other))));
 }
 
 #[tokio::test]
@@ -245,7 +245,7 @@ async fn bodies_past_the_limit_are_manifest_too_large() {
     let close = b"HTTP/1.1 200 OK\r\n\r\n0123456789".to_vec();
     for reply in [b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\n0123456789".to_vec(), chunked, close] {
         let o = origin(vec![vec![ReplyClose(reply)]]).await;
-        match get(&pool(), &o, "/a", 6).await {
+        match get(&pool_for(&o.addr), "/a", 6).await {
             Err(H1Error::Body(ProxyError::ManifestTooLarge(6))) => {}
             other => panic!("{:?}", other.map(|w| w.body)),
         }
@@ -261,7 +261,7 @@ async fn a_body_cut_short_fails_midway() {
         b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabcXY0\r\n\r\n",
     ] {
         let o = origin(vec![vec![ReplyClose(reply.to_vec())]]).await;
-        match get(&pool(), &o, "/a", 1024).await {
+        match get(&pool_for(&o.addr), "/a", 1024).await {
             Err(H1Error::Body(ProxyError::UpstreamUnavailable(d))) => assert!(d.starts_with("the manifest body failed midway"), "{d}"),
             other => panic!("{:?}: {:?}", String::from_utf8_lossy(reply), other.map(|w| w.body)),
         }
@@ -273,14 +273,14 @@ async fn head_responses_and_304_have_no_body() {
     let head_reply = b"HTTP/1.1 200 OK\r\ncontent-length: 500\r\n\r\n".to_vec();
     let not_modified = b"HTTP/1.1 304 Not Modified\r\ncontent-length: 500\r\n\r\n".to_vec();
     let o = origin(vec![vec![Reply(head_reply), Reply(not_modified), ok("after")]]).await;
-    let pool = pool();
+    let pool = pool_for(&o.addr);
     let req = request_head(&Method::HEAD, "", "/a", &HeaderValue::from_static("o"), &HeaderMap::new()).unwrap();
-    let p = pool.send(&o.addr, "u", &req, &Method::HEAD).await.unwrap();
+    let p = pool.send("u", &req, &Method::HEAD).await.unwrap();
     let w = pool.finish(p, 10).await.unwrap();
     assert_eq!((w.status, w.body.len()), (StatusCode::OK, 0));
-    let w = get(&pool, &o, "/b", 10).await.unwrap();
+    let w = get(&pool, "/b", 10).await.unwrap();
     assert_eq!((w.status, w.body.len()), (StatusCode::NOT_MODIFIED, 0));
-    assert_eq!(&get(&pool, &o, "/c", 10).await.unwrap().body[..], b"after");
+    assert_eq!(&get(&pool, "/c", 10).await.unwrap().body[..], b"after");
     assert_eq!(o.accepted.load(Ordering::SeqCst), 1);
 }
 
@@ -339,8 +339,8 @@ proptest! {
                 }
                 let _ = s.read(&mut b).await;
             });
-            let pool = pool();
-            let p = pool.send(&addr, "u", &head("/a"), &Method::GET).await.unwrap();
+            let pool = pool_for(&addr);
+            let p = pool.send("u", &head("/a"), &Method::GET).await.unwrap();
             pool.finish(p, 1 << 20).await.map(|w| w.body.to_vec())
         });
         prop_assert_eq!(got.ok(), Some(body));
