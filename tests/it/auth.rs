@@ -51,6 +51,16 @@ async fn bearer(url: &str, token: &str) -> Resp {
     send(Method::GET, url, &[("authorization", &format!("Bearer {token}"))]).await
 }
 
+/// A proxy with one route, `/` to `origin`, behind the auth block `[auth.idp]` with these
+/// keys.
+async fn behind_auth(origin: &TestOrigin, auth_block: &str) -> Proxy {
+    Proxy::start(&format!(
+        "[origins.o]\nurls = [\"http://{}\"]\n[routes.r]\nprefix = \"/\"\norigin = \"o\"\nauth = \"idp\"\n[auth.idp]\n{auth_block}\n",
+        origin.addr
+    ))
+    .await
+}
+
 /// A 401 `unauthorized` with exactly this challenge.
 fn assert_refused(r: &Resp, challenge: &str) {
     r.assert_problem(401, "unauthorized");
@@ -220,24 +230,8 @@ async fn jwks_unavailable_at_start_is_picked_up_by_later_tokens() {
     let k1 = pem("es256.key.pem");
     let idp = TestIdp::start("{not a jwks".into()).await;
     let origin = TestOrigin::start("o").await;
-    let proxy = Proxy::start(&format!(
-        r#"
-[origins.o]
-urls = ["http://{origin}"]
-[routes.r]
-prefix = "/"
-origin = "o"
-auth = "idp"
-[auth.idp]
-type = "jwt"
-algorithms = ["ES256"]
-jwks_url = "{url}"
-jwks_refresh = "1h"
-"#,
-        origin = origin.addr,
-        url = idp.url("/jwks"),
-    ))
-    .await;
+    let jwt = format!("type = \"jwt\"\nalgorithms = [\"ES256\"]\njwks_url = \"{}\"\njwks_refresh = \"1h\"", idp.url("/jwks"));
+    let proxy = behind_auth(&origin, &jwt).await;
     let t1 = sign(Algorithm::ES256, &es256("es256.key.pem"), Some("k1"), &claims(json!({})));
     let url = proxy.url("/a");
     let started = std::time::Instant::now();
@@ -261,24 +255,9 @@ jwks_refresh = "1h"
 async fn concurrent_first_uses_of_a_token_share_one_introspection() {
     let idp = TestIdp::start(jwks_json(vec![])).await;
     let origin = TestOrigin::start("o").await;
-    let proxy = Proxy::start(&format!(
-        r#"
-[origins.o]
-urls = ["http://{origin}"]
-[routes.i]
-prefix = "/"
-origin = "o"
-auth = "idp"
-[auth.idp]
-type = "introspection"
-endpoint = "{endpoint}"
-client_id = "sg"
-client_secret = "idp-secret"
-"#,
-        origin = origin.addr,
-        endpoint = idp.url("/introspect"),
-    ))
-    .await;
+    let introspection =
+        format!("type = \"introspection\"\nendpoint = \"{}\"\nclient_id = \"sg\"\nclient_secret = \"idp-secret\"", idp.url("/introspect"));
+    let proxy = behind_auth(&origin, &introspection).await;
     for (token, want) in [("slow-active-alice", 200), ("slow-nobody", 401)] {
         let before = idp.introspect_hits.load(Ordering::SeqCst);
         let url = proxy.url("/a");
